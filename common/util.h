@@ -1,0 +1,49 @@
+/* util.h — error reporting, checked allocation and small helpers shared by every module.
+ *
+ * Errors: fallible functions return 0 or a negative code and, when the caller passes a
+ * cc_err_t, fill it with one human sentence naming file, line and problem. The layer that
+ * decides what to do about an error logs it; lower layers only fill cc_err_t. */
+#ifndef CONCORD_UTIL_H
+#define CONCORD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CC_WUR __attribute__((warn_unused_result))
+#define CC_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+enum {
+    CC_OK = 0,
+    CC_ERR_IO = -1,      /* open/read/write failed (errno is in the message) */
+    CC_ERR_FORMAT = -2,  /* input is malformed */
+    CC_ERR_ARG = -3,     /* caller passed something invalid */
+    CC_ERR_NOMEM = -4,
+    CC_ERR_CORRUPT = -5, /* checksum or magic mismatch */
+    CC_ERR_TRUNCATED = -6,
+};
+
+typedef struct {
+    int code;
+    char msg[512];
+} cc_err_t;
+
+/* Fills err (if not NULL) with a formatted message and returns code, so callers can
+ * write `return cc_err_set(err, CC_ERR_FORMAT, "%s:%zu: ...", path, line);`. */
+int cc_err_set(cc_err_t *err, int code, const char *fmt, ...) CC_PRINTF(3, 4);
+
+/* Allocation that aborts on out-of-memory: used only for sizes the program itself
+ * computed (never sizes read from untrusted input without a bound check first). */
+void *cc_xmalloc(size_t n);
+void *cc_xcalloc(size_t count, size_t size);
+void *cc_xrealloc(void *p, size_t n);
+char *cc_xstrdup(const char *s);
+/* 64-byte aligned allocation for float buffers fed to BLAS; free with free(). */
+float *cc_xalloc_floats(size_t n);
+
+/* Monotonic clock in seconds. */
+double cc_now(void);
+
+/* Peak resident set size of this process in bytes (VmHWM), or 0 if unknown. */
+size_t cc_peak_rss(void);
+
+#endif

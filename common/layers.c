@@ -45,8 +45,11 @@ void act_backward(float *restrict din, const float *restrict dout, const float *
                   const float *restrict out, size_t n, act_kind_t act) {
     switch (act) {
     case ACT_RELU:
-        /* Branch-free so it vectorises: gradients pass where the unit was active. */
-        for (size_t i = 0; i < n; i++) din[i] = dout[i] * (float)(out[i] > 0.0f);
+        /* Both loads unconditional, then a select: the form gcc vectorises. */
+        for (size_t i = 0; i < n; i++) {
+            float g = dout[i], o = out[i];
+            din[i] = o > 0.0f ? g : 0.0f;
+        }
         break;
     case ACT_TANH:
         for (size_t i = 0; i < n; i++) din[i] = dout[i] * (1.0f - out[i] * out[i]);
@@ -81,12 +84,20 @@ void dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t
     for (size_t i = 0; i < n; i++) din[i] = mask[i] ? dout[i] * scale : 0.0f;
 }
 
+/* Output columns x whose source column x + kx − 1 lies inside the image: [x0, x1). */
+static void s_valid_cols(int kx, int W, int *x0, int *x1) {
+    *x0 = kx == 0 ? 1 : 0;
+    *x1 = kx == 2 ? W - 1 : W;
+}
+
 /* col (C*9, H*W): row (c, ky, kx) holds in[c, y+ky-1, x+kx-1] (0 outside). */
 static void s_im2col(float *col, const float *in, int C, int H, int W) {
     for (int c = 0; c < C; c++)
         for (int ky = 0; ky < 3; ky++)
             for (int kx = 0; kx < 3; kx++) {
                 float *row = col + (size_t)((c * 3 + ky) * 3 + kx) * H * W;
+                int x0, x1;
+                s_valid_cols(kx, W, &x0, &x1);
                 for (int y = 0; y < H; y++) {
                     int sy = y + ky - 1;
                     float *dst = row + (size_t)y * W;
@@ -94,55 +105,54 @@ static void s_im2col(float *col, const float *in, int C, int H, int W) {
                         memset(dst, 0, (size_t)W * sizeof(float));
                         continue;
                     }
-                    const float *src = in + ((size_t)c * H + sy) * W;
-                    for (int x = 0; x < W; x++) {
-                        int sx = x + kx - 1;
-                        dst[x] = (sx >= 0 && sx < W) ? src[sx] : 0.0f;
-                    }
+                    const float *src = in + ((size_t)c * H + sy) * W + kx - 1;
+                    if (x0 > 0) dst[0] = 0.0f;
+                    if (x1 > x0) memcpy(dst + x0, src + x0, (size_t)(x1 - x0) * sizeof(float));
+                    if (x1 < W) dst[W - 1] = 0.0f;
                 }
             }
 }
 
 /* Inverse of s_im2col: din (C, H, W) = Σ of col entries that read each pixel. */
-static void s_col2im(float *din, const float *col, int C, int H, int W) {
+static void s_col2im(float *restrict din, const float *restrict col, int C, int H, int W) {
     memset(din, 0, (size_t)C * H * W * sizeof(float));
     for (int c = 0; c < C; c++)
         for (int ky = 0; ky < 3; ky++)
             for (int kx = 0; kx < 3; kx++) {
                 const float *row = col + (size_t)((c * 3 + ky) * 3 + kx) * H * W;
+                int x0, x1;
+                s_valid_cols(kx, W, &x0, &x1);
                 for (int y = 0; y < H; y++) {
                     int sy = y + ky - 1;
                     if (sy < 0 || sy >= H) continue;
-                    float *dst = din + ((size_t)c * H + sy) * W;
+                    float *dst = din + ((size_t)c * H + sy) * W + kx - 1;
                     const float *src = row + (size_t)y * W;
-                    for (int x = 0; x < W; x++) {
-                        int sx = x + kx - 1;
-                        if (sx >= 0 && sx < W) dst[sx] += src[x];
-                    }
+                    for (int x = x0; x < x1; x++) dst[x] += src[x];
                 }
             }
 }
 
-void conv_forward(float *out, const float *in, const float *w, const float *b, float *col,
+void conv_forward(float *out, float *col, const float *in, const float *w, const float *b,
                   int B, int C, int H, int W, int OC) {
     int HW = H * W, K = C * 9;
     for (int s = 0; s < B; s++) {
         float *o = out + (size_t)s * OC * HW;
-        s_im2col(col, in + (size_t)s * C * HW, C, H, W);
+        float *c = col + (size_t)s * K * HW;
+        s_im2col(c, in + (size_t)s * C * HW, C, H, W);
         for (int oc = 0; oc < OC; oc++)
             for (int i = 0; i < HW; i++) o[(size_t)oc * HW + i] = b[oc];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, HW, K, 1.0f, w, K, col, HW, 1.0f, o, HW);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, HW, K, 1.0f, w, K, c, HW, 1.0f, o, HW);
     }
 }
 
-void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                   const float *w, float *col, int B, int C, int H, int W, int OC) {
+void conv_backward(float *din, float *dw, float *db, const float *dout, const float *col,
+                   const float *w, float *dcol, int B, int C, int H, int W, int OC) {
     int HW = H * W, K = C * 9;
     for (int s = 0; s < B; s++) {
         const float *g = dout + (size_t)s * OC * HW;
-        s_im2col(col, in + (size_t)s * C * HW, C, H, W);
+        const float *c = col + (size_t)s * K * HW;
         /* dw (OC, K) += g (OC, HW) · colᵀ (HW, K) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, K, HW, 1.0f, g, HW, col, HW, 1.0f, dw, K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, K, HW, 1.0f, g, HW, c, HW, 1.0f, dw, K);
         for (int oc = 0; oc < OC; oc++) {
             float acc = 0.0f;
             for (int i = 0; i < HW; i++) acc += g[(size_t)oc * HW + i];
@@ -150,8 +160,8 @@ void conv_backward(float *din, float *dw, float *db, const float *dout, const fl
         }
         if (!din) continue;
         /* dcol (K, HW) = wᵀ (K, OC) · g (OC, HW) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, OC, 1.0f, w, K, g, HW, 0.0f, col, HW);
-        s_col2im(din + (size_t)s * C * HW, col, C, H, W);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HW, OC, 1.0f, w, K, g, HW, 0.0f, dcol, HW);
+        s_col2im(din + (size_t)s * C * HW, dcol, C, H, W);
     }
 }
 

@@ -27,12 +27,14 @@ void dropout_forward(float *out, uint8_t *mask, const float *in, size_t n, float
 void dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t n, float p);
 
 /* 3x3 convolution, padding 1, stride 1, NCHW: in (B, C, H, W) -> out (B, OC, H, W);
- * w (OC, C, 3, 3), b (OC). col is scratch of (C*9, H*W) floats. */
-void conv_forward(float *out, const float *in, const float *w, const float *b, float *col,
+ * w (OC, C, 3, 3), b (OC). col (B, C*9, H*W) receives the im2col of every sample and is
+ * kept for backward, which then needs no second unfolding. */
+void conv_forward(float *out, float *col, const float *in, const float *w, const float *b,
                   int B, int C, int H, int W, int OC);
-/* dw += , db += ; din (B, C, H, W) overwritten unless NULL. */
-void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                   const float *w, float *col, int B, int C, int H, int W, int OC);
+/* dw += , db += ; din (B, C, H, W) overwritten unless NULL. col is the forward's unfolding
+ * of these B samples; dcol is scratch of (C*9, H*W) floats. */
+void conv_backward(float *din, float *dw, float *db, const float *dout, const float *col,
+                   const float *w, float *dcol, int B, int C, int H, int W, int OC);
 
 /* 2x2 max-pool, stride 2 (floor): in (B, C, H, W) -> out (B, C, H/2, W/2);
  * argmax records the winning input index within each sample. */

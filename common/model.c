@@ -70,7 +70,7 @@ model_t *model_new(const model_spec_t *spec, cc_err_t *err) {
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].kind == LAYER_CONV && m->layers[i].c * 9 * m->layers[i].h * m->layers[i].w > max_col)
             max_col = m->layers[i].c * 9 * m->layers[i].h * m->layers[i].w;
-    if (max_col) m->col = cc_xalloc_floats((size_t)max_col);
+    if (max_col) m->dcol = cc_xalloc_floats((size_t)max_col);
     cc_rng_seed(&m->rng, 0);
     return m;
 }
@@ -80,6 +80,8 @@ static void s_free_activations(model_t *m) {
         free(m->layers[i].out);
         free(m->layers[i].mask);
         free(m->layers[i].argmax);
+        free(m->layers[i].col);
+        m->layers[i].col = NULL;
         m->layers[i].out = NULL;
         m->layers[i].mask = NULL;
         m->layers[i].argmax = NULL;
@@ -96,7 +98,7 @@ void model_destroy(model_t **pm) {
     free(m->layers);
     free(m->params);
     free(m->grads);
-    free(m->col);
+    free(m->dcol);
     free(m);
     *pm = NULL;
 }
@@ -125,6 +127,7 @@ void model_reserve(model_t *m, int B) {
         l->out = cc_xalloc_floats((size_t)B * l->out_size);
         if (l->kind == LAYER_DROPOUT) l->mask = cc_xmalloc((size_t)B * l->out_size);
         if (l->kind == LAYER_MAXPOOL) l->argmax = cc_xmalloc((size_t)B * l->out_size * sizeof(int32_t));
+        if (l->kind == LAYER_CONV) l->col = cc_xalloc_floats((size_t)B * l->in_size * 9);
         if ((size_t)l->out_size > max_size) max_size = (size_t)l->out_size;
     }
     m->dbuf[0] = cc_xalloc_floats((size_t)B * max_size);
@@ -149,7 +152,7 @@ const float *model_forward(model_t *m, const float *x, int B, int train) {
             if (train) dropout_forward(l->out, l->mask, in, n, l->p, &m->rng);
             else memcpy(l->out, in, n * sizeof(float));
             break;
-        case LAYER_CONV: conv_forward(l->out, in, p + l->w_off, p + l->b_off, m->col, B, l->c, l->h, l->w, l->oc); break;
+        case LAYER_CONV: conv_forward(l->out, l->col, in, p + l->w_off, p + l->b_off, B, l->c, l->h, l->w, l->oc); break;
         case LAYER_MAXPOOL: maxpool_forward(l->out, l->argmax, in, B, l->c, l->h, l->w); break;
         }
         in = l->out;
@@ -178,8 +181,8 @@ static void s_layer_backward(model_t *m, const layer_t *l, float *din, const flo
         }
         break;
     case LAYER_CONV:
-        conv_backward(din, grads + l->w_off, grads + l->b_off, dout, in, p + l->w_off, m->col, rows,
-                      l->c, l->h, l->w, l->oc);
+        conv_backward(din, grads + l->w_off, grads + l->b_off, dout, l->col + (size_t)row0 * l->in_size * 9,
+                      p + l->w_off, m->dcol, rows, l->c, l->h, l->w, l->oc);
         break;
     case LAYER_MAXPOOL:
         if (din) maxpool_backward(din, dout, l->argmax + off, rows, l->c, l->h, l->w);

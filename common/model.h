@@ -69,6 +69,7 @@ typedef struct {
     float *out;              /* (max_batch, out_size): output of the last forward */
     uint8_t *mask;           /* dropout keep mask (max_batch, out_size) */
     int32_t *argmax;         /* maxpool winners (max_batch, out_size) */
+    float *col;              /* conv: im2col of the last forward (max_batch, c*9, h*w) */
 } layer_t;
 
 typedef struct {
@@ -82,7 +83,7 @@ typedef struct {
     int batch;               /* rows of the last forward */
     const float *input;      /* input of the last forward (borrowed) */
     int training;            /* last forward ran in training mode (dropout active) */
-    float *col;              /* im2col scratch for conv, one sample */
+    float *dcol;             /* conv backward scratch, one sample's (c*9, h*w) */
     float *dbuf[2];          /* ping-pong backward scratch (max_batch, max layer size) */
     cc_rng_t rng;            /* dropout stream */
 } model_t;

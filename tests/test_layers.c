@@ -74,11 +74,12 @@ Test(layers, conv_matches_naive_and_adjoint) {
     enum { B = 2, C = 3, H = 5, W = 6, OC = 4 };
     cc_rng_t rng;
     cc_rng_seed(&rng, 2);
-    static float in[B * C * H * W], w[OC * C * 9], b[OC], out[B * OC * H * W], col[C * 9 * H * W];
+    static float in[B * C * H * W], w[OC * C * 9], b[OC], out[B * OC * H * W], col[B * C * 9 * H * W];
+    static float dcol[C * 9 * H * W];
     static float dout[B * OC * H * W], din[B * C * H * W], dw[OC * C * 9], db[OC];
     s_fill(in, sizeof in / 4, &rng, 1), s_fill(w, sizeof w / 4, &rng, 1), s_fill(b, OC, &rng, 1);
     s_fill(dout, sizeof dout / 4, &rng, 1);
-    conv_forward(out, in, w, b, col, B, C, H, W, OC);
+    conv_forward(out, col, in, w, b, B, C, H, W, OC);
     double err = 0;
     for (int s = 0; s < B; s++)
         for (int oc = 0; oc < OC; oc++)
@@ -92,7 +93,7 @@ Test(layers, conv_matches_naive_and_adjoint) {
     /* Backward is the adjoint: <dout, conv(in)> differentiated w.r.t. in, w and b. With the
      * forward linear in each, d/dw_k <dout, out> = <dout, out(e_k)> − <dout, out(0)>. */
     memset(dw, 0, sizeof dw), memset(db, 0, sizeof db);
-    conv_backward(din, dw, db, dout, in, w, col, B, C, H, W, OC);
+    conv_backward(din, dw, db, dout, col, w, dcol, B, C, H, W, OC);
     double errw = 0, errb = 0, erri = 0;
     for (int oc = 0; oc < OC; oc++) {
         double refb = 0;

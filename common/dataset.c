@@ -201,9 +201,10 @@ static void s_group_by_class(const dataset_t *ds, uint32_t *idx, size_t *start) 
     free(fill);
 }
 
-int dataset_split_stratified(const dataset_t *ds, double val_frac, uint64_t seed, dataset_t **train,
-                             dataset_t **val, cc_err_t *err) {
-    *train = *val = NULL;
+/* in_val[i] = 1 for the rows a stratified split sends to validation: within each class,
+ * a seeded shuffle, then round(val_frac * n_c) rows (at least one when n_c >= 2). */
+static int s_stratified_val_mask(const dataset_t *ds, double val_frac, uint64_t seed,
+                                 unsigned char *in_val, cc_err_t *err) {
     if (!(val_frac >= 0.0 && val_frac <= 1.0))
         return cc_err_set(err, CC_ERR_ARG, "dataset: validation fraction %g not in [0, 1]",
                           val_frac);
@@ -211,10 +212,8 @@ int dataset_split_stratified(const dataset_t *ds, double val_frac, uint64_t seed
     if (rc) return rc;
     cc_rng_t rng;
     cc_rng_seed(&rng, seed);
-    uint32_t *idx = cc_xmalloc(ds->n * sizeof *idx), *tr = cc_xmalloc(ds->n * sizeof *tr);
-    uint32_t *va = cc_xmalloc(ds->n * sizeof *va);
+    uint32_t *idx = cc_xmalloc(ds->n * sizeof *idx);
     size_t *start = cc_xmalloc(((size_t)ds->n_classes + 1) * sizeof *start);
-    unsigned char *in_val = cc_xcalloc(ds->n, 1);
     s_group_by_class(ds, idx, start);
     for (int c = 0; c < ds->n_classes; c++) {
         size_t m = start[c + 1] - start[c], k = (size_t)llround(val_frac * (double)m);
@@ -222,22 +221,57 @@ int dataset_split_stratified(const dataset_t *ds, double val_frac, uint64_t seed
         cc_rng_shuffle(&rng, idx + start[c], m);
         for (size_t i = 0; i < k; i++) in_val[idx[start[c] + i]] = 1;
     }
-    /* Emit in original row order, so a split never sorts the data by class. */
-    size_t nt = 0, nv = 0;
-    for (size_t i = 0; i < ds->n; i++) {
-        if (in_val[i])
-            va[nv++] = (uint32_t)i;
-        else
-            tr[nt++] = (uint32_t)i;
-    }
-    *train = dataset_subset(ds, tr, nt);
-    *val = dataset_subset(ds, va, nv);
     free(idx);
-    free(tr);
-    free(va);
     free(start);
-    free(in_val);
     return 0;
+}
+
+/* Rows i with mask[i] == want, in original order (so a split never sorts by class). */
+static size_t s_rows_where(const unsigned char *mask, size_t n, unsigned char want, uint32_t *rows) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] == want) rows[k++] = (uint32_t)i;
+    return k;
+}
+
+int dataset_split_stratified(const dataset_t *ds, double val_frac, uint64_t seed, dataset_t **train,
+                             dataset_t **val, cc_err_t *err) {
+    *train = *val = NULL;
+    unsigned char *in_val = cc_xcalloc(ds->n, 1);
+    int rc = s_stratified_val_mask(ds, val_frac, seed, in_val, err);
+    if (rc == 0) {
+        uint32_t *rows = cc_xmalloc(ds->n * sizeof *rows);
+        *train = dataset_subset(ds, rows, s_rows_where(in_val, ds->n, 0, rows));
+        *val = dataset_subset(ds, rows, s_rows_where(in_val, ds->n, 1, rows));
+        free(rows);
+    }
+    free(in_val);
+    return rc;
+}
+
+int dataset_split_off_stratified(dataset_t *ds, double val_frac, uint64_t seed, dataset_t **val,
+                                 cc_err_t *err) {
+    *val = NULL;
+    unsigned char *in_val = cc_xcalloc(ds->n, 1);
+    int rc = s_stratified_val_mask(ds, val_frac, seed, in_val, err);
+    if (rc == 0) {
+        uint32_t *rows = cc_xmalloc(ds->n * sizeof *rows);
+        *val = dataset_subset(ds, rows, s_rows_where(in_val, ds->n, 1, rows));
+        size_t kept = s_rows_where(in_val, ds->n, 0, rows);
+        /* rows[] is ascending, so moving row rows[k] down to k never overwrites a row
+         * still to be moved. */
+        for (size_t k = 0; k < kept; k++) {
+            if (rows[k] == k) continue;
+            memcpy(ds->x + k * ds->d, ds->x + (size_t)rows[k] * ds->d, ds->d * sizeof(float));
+            ds->y[k] = ds->y[rows[k]];
+        }
+        ds->n = kept;
+        ds->x = cc_xrealloc(ds->x, (kept ? kept : 1) * ds->d * sizeof(float));
+        ds->y = cc_xrealloc(ds->y, (kept ? kept : 1) * sizeof(int32_t));
+        free(rows);
+    }
+    free(in_val);
+    return rc;
 }
 
 /* ---- hospital partitions ------------------------------------------------------------ */

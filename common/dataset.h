@@ -80,6 +80,12 @@ void dataset_class_counts(const dataset_t *ds, size_t *counts);
 int dataset_split_stratified(const dataset_t *ds, double val_frac, uint64_t seed,
                              dataset_t **train, dataset_t **val, cc_err_t *err) CC_WUR;
 
+/* The same split without a second copy of the data: *val receives the validation rows and
+ * ds itself shrinks, in place and in original order, to the training rows — bit for bit the
+ * *train of dataset_split_stratified. Peak memory is the data plus the validation part. */
+int dataset_split_off_stratified(dataset_t *ds, double val_frac, uint64_t seed, dataset_t **val,
+                                 cc_err_t *err) CC_WUR;
+
 /* Per-feature standardisation x' = (x - mean) / std, std floored at 1e-6 (so constant
  * features map to 0). Saved with the model so evaluation uses the training statistics. */
 typedef struct {

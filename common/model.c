@@ -135,6 +135,19 @@ void model_reserve(model_t *m, int B) {
     m->max_batch = B;
 }
 
+size_t model_activation_bytes(const model_t *m, int B) {
+    size_t per_row = 0, max_size = (size_t)m->spec.n_inputs;
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer_t *l = &m->layers[i];
+        per_row += (size_t)l->out_size * sizeof(float);
+        if (l->kind == LAYER_DROPOUT) per_row += (size_t)l->out_size;
+        if (l->kind == LAYER_MAXPOOL) per_row += (size_t)l->out_size * sizeof(int32_t);
+        if (l->kind == LAYER_CONV) per_row += (size_t)l->in_size * 9 * sizeof(float);
+        if ((size_t)l->out_size > max_size) max_size = (size_t)l->out_size;
+    }
+    return (size_t)B * (per_row + 2 * max_size * sizeof(float));
+}
+
 const float *model_forward(model_t *m, const float *x, int B, int train) {
     model_reserve(m, B);
     m->batch = B;

@@ -114,6 +114,10 @@ typedef struct {
 } model_head_t;
 void model_head(const model_t *m, model_head_t *head);
 
+/* Bytes of activation state for a batch of B rows: layer outputs, dropout masks, pooling
+ * winners, im2col caches and the backward scratch buffers. */
+size_t model_activation_bytes(const model_t *m, int B);
+
 /* Class probabilities of every row of x (n, n_inputs) into probs (n, n_classes),
  * evaluation mode, in batches. */
 void model_predict(model_t *m, const float *x, size_t n, float *probs);

@@ -62,17 +62,29 @@ double cc_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-size_t cc_peak_rss(void) {
+/* Value in bytes of a "Key:   N kB" line of /proc/self/status. */
+static size_t s_status_kb(const char *key) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) return 0;
     char line[256];
-    size_t kb = 0;
+    size_t kb = 0, klen = strlen(key);
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "VmHWM:", 6) == 0) {
-            kb = strtoull(line + 6, NULL, 10);
+        if (strncmp(line, key, klen) == 0) {
+            kb = strtoull(line + klen, NULL, 10);
             break;
         }
     }
     fclose(f);
     return kb * 1024;
+}
+
+size_t cc_peak_rss(void) { return s_status_kb("VmHWM:"); }
+
+size_t cc_current_rss(void) { return s_status_kb("VmRSS:"); }
+
+int cc_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
 }

@@ -45,5 +45,10 @@ double cc_now(void);
 
 /* Peak resident set size of this process in bytes (VmHWM), or 0 if unknown. */
 size_t cc_peak_rss(void);
+/* Current resident set size in bytes (VmRSS), or 0 if unknown. */
+size_t cc_current_rss(void);
+/* Resets the peak to the current RSS (Linux: "5" into /proc/self/clear_refs), so a
+ * later cc_peak_rss() measures one phase of the run. Returns 0 on success. */
+int cc_peak_rss_reset(void);
 
 #endif

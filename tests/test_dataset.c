@@ -666,6 +666,18 @@ Test(split, stratified_keeps_proportions_and_is_seeded) {
         dataset_destroy(p);
 }
 
+Test(split, in_place_split_equals_the_copying_split) {
+    dataset_t *ds = s_load_ok(FANN_DIR "thyroid.train", NULL);
+    dataset_t *tr, *va, *va_inplace;
+    cc_err_t err = {0};
+    cr_assert_eq(dataset_split_stratified(ds, 0.1, 3, &tr, &va, &err), 0, "%s", err.msg);
+    cr_assert_eq(dataset_split_off_stratified(ds, 0.1, 3, &va_inplace, &err), 0, "%s", err.msg);
+    s_assert_same(ds, tr);
+    s_assert_same(va_inplace, va);
+    for (dataset_t **p = (dataset_t *[]){tr, va, va_inplace, ds}, **e = p + 4; p < e; p++)
+        dataset_destroy(p);
+}
+
 Test(split, stratified_gives_small_classes_one_val_row) {
     dataset_t *ds = dataset_new(12, 1, 2);
     for (size_t i = 0; i < 12; i++) ds->x[i] = (float)i, ds->y[i] = i < 2;

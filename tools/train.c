@@ -241,6 +241,8 @@ typedef struct {
     standardizer_t *st;
     model_t *model;
     float *class_w;
+    size_t baseline_rss;   /* before any data was loaded: libraries, OpenBLAS buffers */
+    size_t train_peak_rss; /* peak RSS while train_run ran (0 if it cannot be measured) */
 } s_run_t;
 
 static void s_run_free(s_run_t *r) {
@@ -254,18 +256,13 @@ static void s_run_free(s_run_t *r) {
 
 /* Loads and prepares the data: split, standardisation. */
 static int s_prepare_data(s_run_t *r, const s_opts_t *o) {
-    dataset_t *all = NULL;
     cc_err_t err = {0};
-    if (s_load(o->data, o->labels, o, 0, &all)) return 1;
-    if (o->val_frac > 0) {
-        if (dataset_split_stratified(all, o->val_frac, o->train.seed, &r->train, &r->val, &err)) {
-            fprintf(stderr, "concord-train: %s\n", err.msg);
-            dataset_destroy(&all);
-            return 1;
-        }
-        dataset_destroy(&all);
-    } else {
-        r->train = all;
+    if (s_load(o->data, o->labels, o, 0, &r->train)) return 1;
+    /* In place: no second copy of the data just to carve off validation rows. */
+    if (o->val_frac > 0 &&
+        dataset_split_off_stratified(r->train, o->val_frac, o->train.seed, &r->val, &err)) {
+        fprintf(stderr, "concord-train: %s\n", err.msg);
+        return 1;
     }
     if (o->test && s_load(o->test, o->test_labels, o, r->train->n_classes, &r->test)) return 1;
     int image = r->train->channels > 0;
@@ -296,18 +293,31 @@ static int s_build_model(s_run_t *r, const s_opts_t *o) {
     return 0;
 }
 
+/* Training memory against its budget: baseline + data + 4 x model (parameters, gradients
+ * or momentum, optimiser state, early-stopping copy) + one batch of activations. */
+static json_t *s_memory_json(const s_run_t *r, const s_opts_t *o) {
+    size_t row = r->train->d * sizeof(float) + sizeof(int32_t);
+    size_t data = (r->train->n + (r->val ? r->val->n : 0) + (r->test ? r->test->n : 0)) * row;
+    size_t model = r->model->n_params * sizeof(float);
+    size_t act = model_activation_bytes(r->model, o->train.batch);
+    size_t budget = r->baseline_rss + data + 4 * model + act;
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "baseline_rss_bytes", (json_int_t)r->baseline_rss,
+                     "data_bytes", (json_int_t)data, "model_bytes", (json_int_t)model,
+                     "activation_bytes", (json_int_t)act, "budget_bytes", (json_int_t)budget,
+                     "train_peak_rss_bytes", (json_int_t)r->train_peak_rss);
+}
+
 static json_t *s_result_json(const s_run_t *r, const s_opts_t *o, const train_report_t *rep,
                              const metrics_t *tm) {
     char arch[128];
     model_spec_arch(&r->model->spec, arch, sizeof arch);
-    json_t *j = json_pack("{s:s, s:I, s:i, s:i, s:f, s:f, s:I, s:f, s:i, s:I, s:I}",
+    json_t *j = json_pack("{s:s, s:I, s:i, s:i, s:f, s:f, s:I, s:f, s:i, s:I}",
         "model", arch, "n_params", (json_int_t)r->model->n_params, "epochs_run", rep->epochs_run,
         "best_epoch", rep->best_epoch, "train_seconds", rep->train_seconds,
         "samples_per_sec", rep->samples_per_sec, "train_samples", (json_int_t)r->train->n,
         "final_train_loss", rep->final_train_loss, "threads", o->threads,
-        "peak_rss_bytes", (json_int_t)cc_peak_rss(),
-        "data_bytes", (json_int_t)((r->train->n + (r->val ? r->val->n : 0) + (r->test ? r->test->n : 0)) *
-                                   (r->train->d * sizeof(float) + sizeof(int32_t))));
+        "peak_rss_bytes", (json_int_t)cc_peak_rss());
+    json_object_set_new(j, "memory", s_memory_json(r, o));
     if (tm) {
         json_object_set_new(j, "test_accuracy", json_real(tm->accuracy));
         json_object_set_new(j, "test_balanced_accuracy", json_real(tm->balanced_accuracy));
@@ -345,7 +355,10 @@ static int s_train_and_report(s_run_t *r, s_opts_t *o) {
     if (!o->quiet)
         fprintf(stderr, "training %s (%zu parameters) on %zu rows, %zu validation, %d threads\n",
                 o->model, r->model->n_params, r->train->n, r->val ? r->val->n : 0, o->threads);
-    if (train_run(r->model, r->train, r->val, &o->train, NULL, &rep, &err)) {
+    int measured = cc_peak_rss_reset() == 0;
+    int failed = train_run(r->model, r->train, r->val, &o->train, NULL, &rep, &err);
+    r->train_peak_rss = measured ? cc_peak_rss() : 0;
+    if (failed) {
         fprintf(stderr, "concord-train: %s\n", err.msg);
         return 1;
     }
@@ -378,7 +391,7 @@ int main(int argc, char **argv) {
     int rc = s_parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
     openblas_set_num_threads(o.threads);
-    s_run_t r = {0};
+    s_run_t r = {.baseline_rss = cc_current_rss()};
     rc = s_prepare_data(&r, &o);
     if (!rc) rc = s_build_model(&r, &o);
     if (!rc) rc = s_train_and_report(&r, &o);

@@ -11,7 +11,7 @@ PACKAGES=(
   libcriterion-dev
   libfann-doc dataset-fashion-mnist
   python3 python3-numpy python3-torch
-  gnuplot-nox valgrind
+  gnuplot-nox valgrind docker-compose
 )
 
 missing=()

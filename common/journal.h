@@ -1,0 +1,83 @@
+/* journal.h — append-only journal of one round's accepted updates (DESIGN §7).
+ *
+ * File: a 32-byte header (magic "CCJRNL01", u32 version, u64 round, 8 reserved bytes,
+ * u32 header checksum = the first 4 bytes of BLAKE2b-128 of the 28 bytes before it), then
+ * records (integers little-endian):
+ *   u32 magic 0x4a524543 | u32 payload length | u64 sequence number | payload |
+ *   16-byte BLAKE2b-128 of (length, sequence, payload)
+ * Durability invariants, cited as JOURNAL-n:
+ *  JOURNAL-1  journal_append returns only after the record is written and fsync'ed: an
+ *             Ack sent after it never refers to a lost update.
+ *  JOURNAL-2  A record is valid only if complete, its checksum matches and its sequence
+ *             number is the next one. Replay stops at the first invalid record. If no valid
+ *             record starts anywhere after it, the tail is a torn write -- a crash cut the
+ *             last append short, or left garbage in its space, so a final record that is
+ *             complete but fails its checksum counts as torn too -- and the file is reported
+ *             TRUNCATED: the tail is cut off (ftruncate + fsync) and appending resumes there.
+ *             Nothing that verifies is ever cut off: a damaged record followed by a valid
+ *             one (a flipped byte mid-file, even in a length field) is CORRUPT, and the file
+ *             is left untouched. A header cut short, or a bad header with nothing after it,
+ *             is a torn creation: the journal starts fresh, reported TRUNCATED.
+ *  JOURNAL-3  The journal belongs to one round; a journal of another round is ignored
+ *             (started afresh). A journal of another format version is CC_ERR_FORMAT.
+ *  JOURNAL-4  After a failed write or fsync, journal_append refuses (CC_ERR_IO) until
+ *             journal_reset or a reopen: the tail is unknown, and a failed fsync is never
+ *             retried (the kernel may have dropped the dirty pages). Replay on reopen cuts
+ *             the partial record off (JOURNAL-2).
+ * Records are read back by offset (pread), so the coordinator can stream them in client-id
+ * order without holding them all in memory. */
+#ifndef CONCORD_JOURNAL_H
+#define CONCORD_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct journal journal_t;
+
+/* Largest payload of one record (2 GiB); longer length fields are damage, never allocated. */
+#define JOURNAL_MAX_RECORD (1u << 31)
+
+/* One valid record found by replay. */
+typedef struct {
+    uint64_t offset;          /* of the payload, for journal_read */
+    uint32_t length;          /* payload bytes */
+    uint64_t seq;             /* record sequence number (0, 1, ...) */
+} journal_record_t;
+
+typedef struct {
+    journal_record_t *records;  /* (n), owned: free() */
+    size_t n;
+    int truncated;              /* a torn tail was cut off on open (JOURNAL-2) */
+    uint64_t round;
+} journal_replay_t;
+
+/* Opens path for the given round. If the file exists and belongs to that round, its valid
+ * records are replayed into *replay (may be NULL), a partial tail is cut off (JOURNAL-2)
+ * and appends continue after the last valid record. If it is absent or of another round
+ * (JOURNAL-3), a fresh journal is started. A corrupt journal is an error (CC_ERR_CORRUPT)
+ * naming the offset of the bad record. */
+int journal_open(const char *path, uint64_t round, journal_t **out, journal_replay_t *replay,
+                 cc_err_t *err) CC_WUR;
+void journal_close(journal_t **j);
+/* Appends one record (JOURNAL-1). The payload may be given in parts (gathered, e.g. a
+ * header and a float vector) to avoid copying; parts of length 0 may be NULL. On success
+ * *rec (may be NULL) describes it. A payload over JOURNAL_MAX_RECORD is CC_ERR_ARG; a
+ * failed write or fsync is CC_ERR_IO and leaves the journal refusing appends (JOURNAL-4). */
+int journal_append(journal_t *j, const void *const *parts, const size_t *part_lens,
+                   size_t n_parts, journal_record_t *rec, cc_err_t *err) CC_WUR;
+/* Reads len bytes of a record's payload starting at byte `from` within it into buf.
+ * from + len beyond the record is CC_ERR_ARG; a file shorter than the record, TRUNCATED. */
+int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,
+                 cc_err_t *err) CC_WUR;
+/* Starts over for a new round: truncates the file and writes a fresh header (fsync'ed).
+ * Also leaves the failed state of JOURNAL-4. */
+int journal_reset(journal_t *j, uint64_t round, cc_err_t *err) CC_WUR;
+void journal_replay_free(journal_replay_t *r);
+
+/* Fault injection for tests: when > 0, the Nth subsequent write in journal_append fails
+ * with ENOSPC after writing half the record (1 = the next one). */
+extern int journal_fault_fail_write_after;
+
+#endif

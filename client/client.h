@@ -1,0 +1,70 @@
+/* client.h — the hospital's client daemon, shared by its modules (one thread, one poll loop).
+ *
+ * Session states (the only writer of `state` is client_set_state in session.c):
+ *
+ *   DISCONNECTED ──connect, send Hello──► HELLO_SENT ──Welcome──► READY ──Done──► FINISHED
+ *        ▲                                   │  Reject: log the reason, exit 1     │ Task:
+ *        │   no message for 3 heartbeats,    │                                     │ evaluate,
+ *        └── or "unknown session" Nack ◄─────┴─────────────────────────────────────┘ train, Update
+ *            (reconnect with exponential backoff)
+ */
+#ifndef CONCORD_CLIENT_H
+#define CONCORD_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "concord.pb-c.h"
+#include "config.h"
+#include "dataset.h"
+#include "identity.h"
+#include "model.h"
+#include "transport.h"
+
+typedef enum { CLIENT_DISCONNECTED, CLIENT_HELLO_SENT, CLIENT_READY, CLIENT_FINISHED } client_state_t;
+
+typedef struct {
+    config_t *cfg;
+    identity_t self;
+    identity_public_t coordinator;
+    char *endpoint, *state_dir, *data_path, *labels_path, *test_path, *test_labels_path;
+    const char *label_column;
+    double val_frac;
+    int curve, threads;
+    double heartbeat_s, reconnect_min_s, reconnect_max_s;
+
+    /* data: raw as loaded, then standardised in place once (std_applied says how) */
+    dataset_t *train, *val, *test;
+    uint8_t std_digest[WIRE_DIGEST_BYTES];
+    int std_applied;            /* 0 raw, 1 local statistics, 2 the federation's */
+
+    model_t *model;
+    char standardize[16];       /* from Welcome */
+
+    void *zctx, *dealer;
+    client_state_t state;
+    uint64_t seq, seq_reserved; /* hi-lo: seq never reused across restarts */
+    uint64_t coord_seq;         /* last coordinator seq seen in this session */
+    double last_recv, last_heartbeat, next_connect, backoff;
+    uint64_t last_round;        /* last round an update was sent for (persisted) */
+    int exit_code;
+    int64_t test_stop_at_round; /* tests: SIGSTOP ourselves on this round's task (-1: off) */
+    volatile int stop;
+} client_t;
+
+/* session.c */
+void client_set_state(client_t *c, client_state_t s);
+int client_connect(client_t *c);
+void client_disconnect(client_t *c, const char *why);
+void client_handle_message(client_t *c, transport_msg_t *msg);
+void client_tick(client_t *c);
+int client_state_save(client_t *c);
+int client_state_load(client_t *c);
+void client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body,
+                 const wire_frame_t *frames, size_t n_frames);
+
+/* task.c */
+void client_handle_task(client_t *c, const Concord__Task *task, transport_msg_t *msg);
+int client_load_data(client_t *c, cc_err_t *err);
+
+#endif

@@ -1,0 +1,152 @@
+/* coord.h — the coordinator's state, shared by its modules (one process, one poll loop).
+ *
+ * Round state machine (the only writer of `state` is coord_set_state in rounds.c):
+ *
+ *     ┌────────────┐ min_clients welcomed ┌───────────┐ all answered, or deadline with
+ *     │  WAITING   │─────────────────────►│ TRAINING  │ quorum ───────────────┐
+ *     └────────────┘                      └───────────┘                       ▼
+ *        ▲    ▲                deadline without quorum │          ┌──────────────────┐
+ *        │    │                (first time)            ▼          │ aggregate, save  │
+ *        │    │                               ┌────────────┐      │ checkpoint (the  │
+ *        │    │   deadline without quorum     │  EXTENDED  │─────►│ commit point),   │
+ *        │    └───── abort: model unchanged ◄─┴────────────┘      │ history line     │
+ *        │                                                        └──────────────────┘
+ *        └──────────────────── next round ◄───────────────────────────────┘
+ *   After `rounds` rounds: DONE (export the model, tell every client, exit).
+ *
+ *   WAITING   waiting for min_clients welcomed clients (join_timeout_s only logs a warning)
+ *   TRAINING  tasks sent to the round's participants; collecting updates until the deadline
+ *   EXTENDED  the deadline passed without quorum once; one extension of extension_s
+ *   DONE      all rounds finished */
+#ifndef CONCORD_COORD_H
+#define CONCORD_COORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "concord.pb-c.h"
+#include "config.h"
+#include "dataset.h"
+#include "identity.h"
+#include "journal.h"
+#include "model.h"
+#include "transport.h"
+
+typedef enum { COORD_WAITING, COORD_TRAINING, COORD_EXTENDED, COORD_DONE } coord_state_t;
+
+/* Rejection reasons, counted for the metrics endpoint and the logs. */
+typedef enum {
+    REJ_SIGNATURE, REJ_UNKNOWN_SENDER, REJ_REPLAY, REJ_ROUND, REJ_DIGEST, REJ_SHAPE,
+    REJ_NONFINITE, REJ_NORM, REJ_NOT_PARTICIPANT, REJ_DUPLICATE, REJ_IDENTITY, REJ_DECODE,
+    REJ_DATA_MISMATCH, REJ_OTHER, REJ_COUNT
+} coord_reject_t;
+
+typedef struct {
+    char id[WIRE_MAX_ID + 1];
+    int welcomed;              /* said Hello in this process's lifetime and fits the model */
+    uint64_t last_seq;         /* highest accepted envelope seq (replay protection) */
+    double last_seen;          /* monotonic seconds */
+    uint64_t n_train, n_val, n_test;
+    size_t n_class_counts;
+    uint64_t *class_counts;
+    feature_stats_t *stats;    /* from Hello (federated standardisation) */
+} coord_client_t;
+
+typedef struct {
+    char id[WIRE_MAX_ID + 1];
+    journal_record_t rec;      /* the update record in the journal */
+    uint64_t n_samples;
+    double update_norm;
+    double train_seconds;
+    double arrival;            /* seconds since round start */
+    Concord__Metrics val, test;
+    int has_test;
+} coord_update_t;
+
+typedef struct {
+    /* configuration */
+    config_t *cfg;
+    uint64_t rounds, seed;
+    long min_clients;
+    double quorum, join_timeout_s, deadline_s, extension_s, server_lr, max_norm;
+    int standardize;           /* 0 none, 1 local, 2 federated */
+    int curve;
+    Concord__TrainSettings training;
+    char optimizer[16];
+    const char *state_dir, *history_path, *export_prefix;
+    int keep_checkpoints;
+
+    /* identity and network */
+    identity_t self;
+    enrolment_t *enrolment;
+    void *zctx, *router;
+    zap_handler_t *zap;
+    uint64_t seq, seq_reserved; /* hi-lo: seq never reused across restarts (persist.c) */
+
+    /* model and round */
+    model_spec_t spec;
+    float *params;             /* (P) θ_t */
+    size_t P;
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    standardizer_t *std;       /* fixed when round 0 starts (federated) */
+    uint64_t round;            /* the open (or next) round t */
+    coord_state_t state;
+    double round_start, deadline;
+    char (*participants)[WIRE_MAX_ID + 1];
+    size_t n_participants;
+    coord_update_t *updates;   /* accepted updates of the open round */
+    size_t n_updates;
+    journal_t *journal;
+    double waiting_since;
+
+    /* clients */
+    coord_client_t *clients;   /* one per enrolled key, same order as enrolment */
+    size_t n_clients;
+
+    /* evaluation */
+    dataset_t *test;           /* optional held-out evaluation set (raw features) */
+
+    /* counters */
+    uint64_t rejected[REJ_COUNT];
+    uint64_t accepted_updates, rounds_done, rounds_aborted, bytes_in, msgs_in;
+    volatile int stop;
+} coord_t;
+
+/* rounds.c */
+void coord_set_state(coord_t *c, coord_state_t s);
+void coord_handle_message(coord_t *c, transport_msg_t *msg);
+void coord_tick(coord_t *c);           /* timers: deadlines, round start */
+double coord_next_timeout(const coord_t *c);
+int coord_start_round(coord_t *c);
+const char *coord_reject_name(coord_reject_t r);
+
+/* registry.c */
+coord_client_t *coord_client_find(coord_t *c, const char *id);
+void coord_clients_init(coord_t *c);
+void coord_clients_free(coord_t *c);
+size_t coord_clients_welcomed(const coord_t *c);
+
+/* aggregate.c: θ += η_s Σ_k w_k Δ_k over the journaled updates in client-id order. */
+int coord_aggregate(coord_t *c, double *weights_out, cc_err_t *err);
+
+/* persist.c */
+int coord_checkpoint_save(coord_t *c, cc_err_t *err);
+int coord_checkpoint_load(coord_t *c, cc_err_t *err);   /* 1 = fresh start */
+int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err);
+int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *delta,
+                             journal_record_t *rec, cc_err_t *err);
+int coord_journal_add_open(coord_t *c, cc_err_t *err);
+int coord_export(coord_t *c, cc_err_t *err);
+/* Makes sure seq + 1 lies in a block reserved on disk (state_dir/coordinator.seq), so a
+ * restarted coordinator never reuses a sequence number clients have seen. */
+int coord_seq_reserve(coord_t *c, cc_err_t *err);
+
+/* history.c */
+void coord_history_trim(coord_t *c);    /* drop lines of rounds >= c->round (not committed) */
+void coord_history_append(coord_t *c, const char *status, const double *weights, double duration);
+
+/* http.c */
+int coord_http_start(coord_t *c, const char *bind, cc_err_t *err);
+void coord_http_stop(void);
+
+#endif

@@ -1,0 +1,380 @@
+/* main.c — concord-coordinator: configuration, start-up and recovery, the poll loop.
+ *
+ *   concord-coordinator --config coordinator.ini [--set section.key=value ...]
+ *
+ * One thread runs everything that touches the model (the poll loop over the ROUTER and
+ * the ZAP handler); the metrics endpoint runs in libmicrohttpd's thread and only reads
+ * counters. SIGTERM/SIGINT stop the loop cleanly: state is always on disk already. */
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "coord.h"
+#include "log.h"
+
+static volatile sig_atomic_t s_signal;
+static void s_on_signal(int sig) { s_signal = sig; }
+
+static void s_declare(config_t *cfg) {
+    config_declare(cfg, "federation.rounds", "20", "rounds to run before exporting the final model");
+    config_declare(cfg, "federation.min_clients", "2", "welcomed clients needed before a round starts");
+    config_declare(cfg, "federation.quorum", "0.5", "share of a round's participants that must answer by the deadline");
+    config_declare(cfg, "federation.join_timeout_s", "60", "seconds between warnings while waiting for clients");
+    config_declare(cfg, "federation.round_deadline_s", "60", "seconds participants have to answer a task");
+    config_declare(cfg, "federation.extension_s", "30", "one extension when the deadline passes without quorum");
+    config_declare(cfg, "federation.seed", "1", "seed of the initial model and of every client's training");
+    config_declare(cfg, "federation.bind", "tcp://*:7700", "ZeroMQ endpoint the coordinator binds");
+    config_declare(cfg, "federation.enrolment", "enrolment.txt", "enrolled clients: one \"ID PUBLIC_HEX\" per line");
+    config_declare(cfg, "model.arch", "mlp:64,32", "softmax | mlp:H1,H2,... | cnn:C1,C2[/H1,...]");
+    config_declare(cfg, "model.activation", "relu", "relu | gelu | tanh");
+    config_declare(cfg, "model.dropout", "0", "dropout after hidden dense layers");
+    config_declare(cfg, "model.inputs", NULL, "features per sample (required)");
+    config_declare(cfg, "model.classes", NULL, "number of classes (required)");
+    config_declare(cfg, "model.image", "", "CxHxW for image data (CNN), e.g. 1x28x28");
+    config_declare(cfg, "model.standardize", "federated", "federated | local | none");
+    config_declare(cfg, "training.epochs", "2", "local epochs per round");
+    config_declare(cfg, "training.batch", "32", "local mini-batch size");
+    config_declare(cfg, "training.optimizer", "sgd", "sgd | adam");
+    config_declare(cfg, "training.lr", "0.05", "local learning rate");
+    config_declare(cfg, "training.momentum", "0.9", "SGD momentum");
+    config_declare(cfg, "training.weight_decay", "0", "L2 weight decay");
+    config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
+    config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
+    config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts)");
+    config_declare(cfg, "security.identity", "coordinator.key", "the coordinator's secret key file");
+    config_declare(cfg, "security.curve", "true", "CURVE encryption and ZAP authentication");
+    config_declare(cfg, "storage.state_dir", "state", "checkpoints and the round journal");
+    config_declare(cfg, "storage.keep_checkpoints", "3", "checkpoints kept");
+    config_declare(cfg, "storage.export", "final-model", "final model path prefix (.ckpt and .safetensors)");
+    config_declare(cfg, "metrics.http_bind", "", "HOST:PORT for Prometheus metrics (empty: off)");
+    config_declare(cfg, "metrics.history", "history.jsonl", "one JSON line per round");
+    config_declare(cfg, "metrics.test_data", "", "held-out evaluation file (optional)");
+    config_declare(cfg, "metrics.test_labels", "", "IDX labels of test_data");
+}
+
+static void s_usage(FILE *fp) {
+    fprintf(fp,
+        "Usage: concord-coordinator --config FILE [options]\n"
+        "Runs the federation's training rounds (DESIGN §4) for the enrolled hospitals.\n\n"
+        "  --config FILE         INI configuration (see docs/configuration.md)\n"
+        "  --set SECTION.KEY=V   override one configuration key (repeatable)\n"
+        "  --rounds N            = --set federation.rounds=N\n"
+        "  --state-dir DIR       = --set storage.state_dir=DIR\n"
+        "  --bind ENDPOINT       = --set federation.bind=ENDPOINT\n"
+        "  --print-config        print every key with its value and exit\n"
+        "  --verbose             debug log lines\n"
+        "  --help, --version\n\n"
+        "Signals: SIGTERM/SIGINT stop cleanly; a restart resumes the run from the state dir.\n");
+}
+
+/* Parses the command line into c->cfg. Returns -1 to continue or an exit code. */
+static int s_parse_args(coord_t *c, int argc, char **argv, int *print_config) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
+        {"rounds", required_argument, 0, 'r'}, {"state-dir", required_argument, 0, 'd'},
+        {"bind", required_argument, 0, 'b'},   {"print-config", no_argument, 0, 'p'},
+        {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
+    cc_err_t err = {0};
+    int ch, rc = 0;
+    /* Pass 1: the config file, so that flags (pass 2) override it wherever they stand. */
+    while ((ch = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1 && rc == 0)
+        if (ch == 'c') rc = config_load_file(c->cfg, optarg, &err);
+    optind = 0;
+    while (rc == 0 && (ch = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': break;
+        case 's': rc = config_set_assignment(c->cfg, optarg, &err); break;
+        case 'r': rc = config_set(c->cfg, "federation.rounds", optarg, "--rounds", &err); break;
+        case 'd': rc = config_set(c->cfg, "storage.state_dir", optarg, "--state-dir", &err); break;
+        case 'b': rc = config_set(c->cfg, "federation.bind", optarg, "--bind", &err); break;
+        case 'p': *print_config = 1; break;
+        case 'v': cc_log_set_level(CC_LOG_DEBUG); break;
+        case 'h': s_usage(stdout); return 0;
+        case 'V': printf("concord-coordinator %s\n", CONCORD_VERSION); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "concord-coordinator: %s\n", err.msg);
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "concord-coordinator: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
+/* Reads the typed settings; errors name the key and where its value came from. */
+static int s_settings(coord_t *c, cc_err_t *err) {
+    const config_t *g = c->cfg;
+    long l;
+    double d;
+    const char *str;
+    int rc = 0, idx;
+    concord__train_settings__init(&c->training);
+    rc = rc ? rc : config_get_int(g, "federation.rounds", 1, 1000000, &l, err);
+    c->rounds = (uint64_t)l;
+    rc = rc ? rc : config_get_int(g, "federation.min_clients", 1, 100000, &c->min_clients, err);
+    rc = rc ? rc : config_get_double(g, "federation.quorum", 0.0, 1.0, &c->quorum, err);
+    rc = rc ? rc : config_get_double(g, "federation.join_timeout_s", 0.01, 1e7, &c->join_timeout_s, err);
+    rc = rc ? rc : config_get_double(g, "federation.round_deadline_s", 0.01, 1e7, &c->deadline_s, err);
+    rc = rc ? rc : config_get_double(g, "federation.extension_s", 0.0, 1e7, &c->extension_s, err);
+    rc = rc ? rc : config_get_u64(g, "federation.seed", &c->seed, err);
+    rc = rc ? rc : config_get_choice(g, "model.standardize", "none|local|federated", &c->standardize, err);
+    rc = rc ? rc : config_get_int(g, "training.epochs", 0, 100000, &l, err);
+    c->training.epochs = (uint32_t)l;
+    rc = rc ? rc : config_get_int(g, "training.batch", 1, 1 << 20, &l, err);
+    c->training.batch = (uint32_t)l;
+    rc = rc ? rc : config_get_choice(g, "training.optimizer", "sgd|adam", &idx, err);
+    snprintf(c->optimizer, sizeof c->optimizer, "%s", idx ? "adam" : "sgd");
+    c->training.optimizer = c->optimizer;
+    rc = rc ? rc : config_get_double(g, "training.lr", 0.0, 1e3, &d, err);
+    c->training.lr = (float)d;
+    rc = rc ? rc : config_get_double(g, "training.momentum", 0.0, 0.9999, &d, err);
+    c->training.momentum = (float)d;
+    rc = rc ? rc : config_get_double(g, "training.weight_decay", 0.0, 1.0, &d, err);
+    c->training.weight_decay = (float)d;
+    c->training.seed = c->seed;
+    rc = rc ? rc : config_get_double(g, "aggregation.server_lr", 0.0, 1e3, &c->server_lr, err);
+    rc = rc ? rc : config_get_double(g, "aggregation.max_update_norm", 0.0, 1e30, &c->max_norm, err);
+    rc = rc ? rc : config_get_choice(g, "aggregation.weighting", "fedavg", &idx, err);
+    rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
+    rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);
+    c->keep_checkpoints = (int)l;
+    rc = rc ? rc : config_get_str(g, "federation.bind", &str, err);
+    return rc;
+}
+
+/* The model spec from [model]: arch, activation, dropout, inputs, classes, image. */
+static int s_model_spec(coord_t *c, cc_err_t *err) {
+    const char *arch, *act, *image;
+    long inputs, classes;
+    double dropout;
+    int rc = config_get_str(c->cfg, "model.arch", &arch, err);
+    rc = rc ? rc : config_get_str(c->cfg, "model.activation", &act, err);
+    rc = rc ? rc : config_get_double(c->cfg, "model.dropout", 0.0, 0.99, &dropout, err);
+    rc = rc ? rc : config_get_int(c->cfg, "model.inputs", 1, 1 << 26, &inputs, err);
+    rc = rc ? rc : config_get_int(c->cfg, "model.classes", 2, 1 << 16, &classes, err);
+    rc = rc ? rc : config_get_str(c->cfg, "model.image", &image, err);
+    if (rc) return rc;
+    memset(&c->spec, 0, sizeof c->spec);
+    c->spec.n_inputs = (int)inputs;
+    c->spec.n_classes = (int)classes;
+    c->spec.dropout = (float)dropout;
+    if (model_act_parse(act, &c->spec.act))
+        return cc_err_set(err, CC_ERR_ARG, "[model] activation: expected relu, gelu or tanh, got \"%s\"", act);
+    if (image[0] && sscanf(image, "%dx%dx%d", &c->spec.in_c, &c->spec.in_h, &c->spec.in_w) != 3)
+        return cc_err_set(err, CC_ERR_ARG, "[model] image: expected CxHxW, got \"%s\"", image);
+    rc = model_spec_parse(arch, &c->spec, err);
+    model_t *m = rc ? NULL : model_new(&c->spec, err);
+    if (!m) return rc ? rc : CC_ERR_ARG;
+    model_init(m, c->seed); /* θ_0 comes from the seed */
+    c->P = m->n_params;
+    c->params = cc_xalloc_floats(c->P);
+    memcpy(c->params, m->params, c->P * sizeof(float));
+    wire_digest_floats(c->digest, c->params, c->P);
+    model_destroy(&m);
+    return 0;
+}
+
+/* Paths owned by main (config_get_path allocates). */
+typedef struct {
+    char *state_dir, *history, *export_prefix, *enrolment, *identity, *test_data, *test_labels, *http_bind;
+} s_paths_t;
+
+static void s_paths_free(s_paths_t *p) {
+    free(p->state_dir), free(p->history), free(p->export_prefix), free(p->enrolment);
+    free(p->identity), free(p->test_data), free(p->test_labels), free(p->http_bind);
+}
+
+static int s_paths(coord_t *c, s_paths_t *p, cc_err_t *err) {
+    p->state_dir = config_get_path(c->cfg, "storage.state_dir");
+    p->history = config_get_path(c->cfg, "metrics.history");
+    p->export_prefix = config_get_path(c->cfg, "storage.export");
+    p->enrolment = config_get_path(c->cfg, "federation.enrolment");
+    p->identity = config_get_path(c->cfg, "security.identity");
+    p->test_data = config_get_path(c->cfg, "metrics.test_data");
+    p->test_labels = config_get_path(c->cfg, "metrics.test_labels");
+    const char *bind = config_get(c->cfg, "metrics.http_bind");
+    p->http_bind = cc_xstrdup(bind ? bind : "");
+    if (!p->state_dir || !p->history || !p->export_prefix || !p->enrolment || !p->identity)
+        return cc_err_set(err, CC_ERR_ARG, "storage, history, export, enrolment and identity paths are required");
+    c->state_dir = p->state_dir;
+    c->history_path = p->history;
+    c->export_prefix = p->export_prefix;
+    if (mkdir(p->state_dir, 0700) != 0 && errno != EEXIST)
+        return cc_err_set(err, CC_ERR_IO, "%s: cannot create the state dir: %s", p->state_dir, strerror(errno));
+    return 0;
+}
+
+static int s_load_test(coord_t *c, const s_paths_t *p, cc_err_t *err) {
+    if (!p->test_data || !p->test_data[0]) return 0;
+    data_load_opts_t lo = {.labels_path = p->test_labels && p->test_labels[0] ? p->test_labels : NULL,
+                           .n_classes = c->spec.n_classes};
+    int rc = dataset_load(p->test_data, &lo, &c->test, err);
+    if (rc) return rc;
+    if ((int)c->test->d != c->spec.n_inputs)
+        return cc_err_set(err, CC_ERR_ARG, "%s: %zu features, the model expects %d", p->test_data, c->test->d,
+                          c->spec.n_inputs);
+    if (c->standardize == 1) { /* local: the evaluation site standardises with its own statistics */
+        standardizer_t *st = standardizer_fit(c->test);
+        standardizer_apply(st, c->test);
+        standardizer_destroy(&st);
+    }
+    return 0;
+}
+
+/* Loads the newest good checkpoint and replays the open round's journal. */
+static int s_recover(coord_t *c, cc_err_t *err) {
+    int rc = coord_checkpoint_load(c, err);
+    if (rc < 0) return rc;
+    if (rc == 1) {
+        cc_log_info("fresh_start", "state_dir=%s", c->state_dir);
+        rc = coord_checkpoint_save(c, err); /* round 0, θ_0: a restart finds the same start */
+        if (rc) return rc;
+    } else {
+        cc_log_info("resumed", "round=%llu state_dir=%s", (unsigned long long)c->round, c->state_dir);
+        if (c->std && c->test && c->standardize == 2) standardizer_apply(c->std, c->test);
+    }
+    coord_history_trim(c);
+    rc = coord_journal_open_round(c, 1, err);
+    if (rc) return rc;
+    c->waiting_since = cc_now();
+    if (c->round >= c->rounds) {
+        c->state = COORD_DONE;
+    } else if (c->n_participants > 0) { /* killed mid-round: ask only the missing clients */
+        c->round_start = cc_now();
+        c->deadline = c->round_start + c->deadline_s;
+        coord_set_state(c, COORD_TRAINING);
+    }
+    return 0;
+}
+
+static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
+    int rc = identity_load(&c->self, p->identity, err);
+    rc = rc ? rc : enrolment_load(p->enrolment, &c->enrolment, err);
+    if (rc) return rc;
+    const char *bind;
+    rc = config_get_str(c->cfg, "federation.bind", &bind, err);
+    if (rc) return rc;
+    c->zctx = zmq_ctx_new();
+    if (c->curve && !(c->zap = zap_handler_new(c->zctx, c->enrolment, err))) return CC_ERR_IO;
+    c->router = zmq_socket(c->zctx, ZMQ_ROUTER);
+    int one = 1, linger = 2000, hwm = 1000;
+    /* Largest legal message part: the update tensor; anything bigger is dropped by ZMQ. */
+    int64_t maxmsg = (int64_t)(c->P * sizeof(float)) + (1 << 20);
+    zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (c->curve && transport_curve_server(c->router, &c->self))
+        return cc_err_set(err, CC_ERR_IO, "CURVE set-up failed: %s", zmq_strerror(errno));
+    if (zmq_bind(c->router, bind) != 0)
+        return cc_err_set(err, CC_ERR_IO, "[federation] bind %s: %s", bind, zmq_strerror(errno));
+    cc_log_info("listening", "bind=%s curve=%d enrolled=%zu model_params=%zu", bind, c->curve, c->enrolment->n, c->P);
+    return 0;
+}
+
+static void s_loop(coord_t *c) {
+    zmq_pollitem_t items[2] = {{c->router, 0, ZMQ_POLLIN, 0}, {c->zap ? zap_handler_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0}};
+    int n_items = c->zap ? 2 : 1;
+    if (c->state == COORD_DONE) c->stop = 0;
+    while (!c->stop && !s_signal) {
+        if (c->state == COORD_DONE) break;
+        long timeout_ms = (long)(coord_next_timeout(c) * 1000.0);
+        if (zmq_poll(items, n_items, timeout_ms) < 0 && errno != EINTR) break;
+        if (n_items == 2 && (items[1].revents & ZMQ_POLLIN)) zap_handler_handle(c->zap);
+        for (int burst = 0; burst < 64 && (items[0].revents & ZMQ_POLLIN); burst++) {
+            transport_msg_t msg;
+            int rc = transport_recv(c->router, 1, &msg, ZMQ_DONTWAIT);
+            if (rc == -1) break;
+            if (rc == 0) coord_handle_message(c, &msg);
+            else __atomic_fetch_add(&c->rejected[REJ_DECODE], 1, __ATOMIC_RELAXED);
+            transport_msg_close(&msg);
+            if (c->stop) break;
+        }
+        coord_tick(c);
+    }
+}
+
+static void s_teardown(coord_t *c) {
+    coord_http_stop();
+    journal_close(&c->journal);
+    if (c->router) zmq_close(c->router);
+    zap_handler_destroy(&c->zap);
+    if (c->zctx) zmq_ctx_term(c->zctx);
+    identity_clear(&c->self);
+    enrolment_destroy(&c->enrolment);
+    coord_clients_free(c);
+    standardizer_destroy(&c->std);
+    dataset_destroy(&c->test);
+    config_destroy(&c->cfg);
+    free(c->params);
+    free(c->participants);
+    free(c->updates);
+}
+
+static int s_run(coord_t *c, s_paths_t *p) {
+    cc_err_t err = {0};
+    int rc = s_settings(c, &err);
+    rc = rc ? rc : s_model_spec(c, &err);
+    rc = rc ? rc : s_paths(c, p, &err);
+    rc = rc ? rc : s_load_test(c, p, &err);
+    rc = rc ? rc : s_network(c, p, &err);
+    if (!rc) {
+        coord_clients_init(c);
+        c->participants = cc_xcalloc(c->n_clients + 1, sizeof *c->participants);
+        c->updates = cc_xcalloc(c->n_clients + 1, sizeof *c->updates);
+        rc = s_recover(c, &err);
+    }
+    if (!rc && p->http_bind[0]) rc = coord_http_start(c, p->http_bind, &err);
+    if (rc) {
+        cc_log_error("startup_failed", "reason=\"%s\"", err.msg);
+        fprintf(stderr, "concord-coordinator: %s\n", err.msg);
+        return 1;
+    }
+    if (c->state == COORD_DONE) {
+        cc_log_info("already_done", "rounds=%llu action=\"exporting again\"", (unsigned long long)c->round);
+        if (coord_export(c, &err)) cc_log_error("export_failed", "reason=\"%s\"", err.msg);
+        return 0;
+    }
+    s_loop(c);
+    if (s_signal) cc_log_info("stopped", "signal=%d round=%llu", (int)s_signal, (unsigned long long)c->round);
+    return c->stop == 2 ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    cc_log_set_component("coordinator");
+    openblas_set_num_threads(1);
+    coord_t c;
+    memset(&c, 0, sizeof c);
+    c.cfg = config_new();
+    s_declare(c.cfg);
+    int print_config = 0;
+    int rc = s_parse_args(&c, argc, argv, &print_config);
+    if (rc >= 0) {
+        config_destroy(&c.cfg);
+        return rc;
+    }
+    if (print_config) {
+        config_print(c.cfg, stdout, 1);
+        config_destroy(&c.cfg);
+        return 0;
+    }
+    struct sigaction sa = {.sa_handler = s_on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    s_paths_t p = {0};
+    rc = s_run(&c, &p);
+    s_teardown(&c);
+    s_paths_free(&p);
+    return rc;
+}

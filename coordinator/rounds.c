@@ -1,0 +1,479 @@
+/* rounds.c — the round state machine of coord.h and the handlers of client messages.
+ *
+ * Every received message is verified (signature by the enrolled key of sender_id, the
+ * connection's CURVE identity and routing id equal to sender_id, seq strictly increasing)
+ * before any handler sees it; a failure is a Nack with a reason, a log line and a counter,
+ * and never touches the model. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+#include "log.h"
+#include "msg.h"
+
+#define COUNT(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
+
+static const char *s_state_names[] = {"waiting", "training", "extended", "done"};
+
+const char *coord_reject_name(coord_reject_t r) {
+    static const char *names[REJ_COUNT] = {"signature", "unknown_sender", "replay", "round", "digest",
+                                           "shape", "nonfinite", "norm", "not_participant", "duplicate",
+                                           "identity", "decode", "data_mismatch", "other"};
+    return r < REJ_COUNT ? names[r] : "other";
+}
+
+void coord_set_state(coord_t *c, coord_state_t s) {
+    if (c->state != s)
+        cc_log_info("state", "round=%llu from=%s to=%s", (unsigned long long)c->round, s_state_names[c->state],
+                    s_state_names[s]);
+    c->state = s;
+}
+
+static void s_send(coord_t *c, const char *peer, uint32_t type, const ProtobufCMessage *body,
+                   const wire_frame_t *frames, size_t n_frames) {
+    cc_err_t err = {0};
+    if (coord_seq_reserve(c, &err)) {
+        cc_log_error("seq_reserve_failed", "reason=\"%s\" action=\"message not sent\"", err.msg);
+        return;
+    }
+    if (msg_send(c->router, peer, &c->self, &c->seq, type, c->round, body, frames, n_frames, &err))
+        cc_log_warn("send_failed", "peer=%s reason=\"%s\"", peer, err.msg);
+}
+
+static void s_nack(coord_t *c, const char *peer, coord_reject_t why, const char *reason) {
+    COUNT(c->rejected[why]);
+    cc_log_warn("rejected", "peer=%s kind=%s reason=\"%s\"", peer, coord_reject_name(why), reason);
+    if (!peer[0] || !wire_id_valid(peer)) return;
+    Concord__Nack nack = CONCORD__NACK__INIT;
+    nack.round = c->round;
+    nack.reason = (char *)reason;
+    s_send(c, peer, CONCORD__MSG_TYPE__MSG_NACK, &nack.base, NULL, 0);
+}
+
+static int s_is_participant(const coord_t *c, const char *id) {
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (strcmp(c->participants[i], id) == 0) return 1;
+    return 0;
+}
+
+static int s_has_update(const coord_t *c, const char *id) {
+    for (size_t k = 0; k < c->n_updates; k++)
+        if (strcmp(c->updates[k].id, id) == 0) return 1;
+    return 0;
+}
+
+/* ---- tasks --------------------------------------------------------------------------- */
+
+static void s_send_task(coord_t *c, const char *id) {
+    Concord__Task task = CONCORD__TASK__INIT;
+    Concord__TensorInfo ti[3] = {CONCORD__TENSOR_INFO__INIT, CONCORD__TENSOR_INFO__INIT, CONCORD__TENSOR_INFO__INIT};
+    Concord__TensorInfo *tp[3] = {&ti[0], &ti[1], &ti[2]};
+    uint32_t pshape = (uint32_t)c->P, dshape = (uint32_t)c->spec.n_inputs;
+    wire_frame_t frames[3] = {{c->params, c->P}};
+    size_t n = 1;
+    ti[0].name = "params", ti[0].n_shape = 1, ti[0].shape = &pshape;
+    if (c->std && c->standardize == 2) {
+        ti[1].name = "std_mean", ti[1].n_shape = 1, ti[1].shape = &dshape;
+        ti[2].name = "std_std", ti[2].n_shape = 1, ti[2].shape = &dshape;
+        frames[1] = (wire_frame_t){c->std->mean, c->std->d};
+        frames[2] = (wire_frame_t){c->std->std, c->std->d};
+        n = 3;
+    }
+    task.round = c->round;
+    task.phase = 0;
+    task.model_digest.data = c->digest;
+    task.model_digest.len = WIRE_DIGEST_BYTES;
+    task.n_tensors = n;
+    task.tensors = tp;
+    double left = c->deadline - cc_now();
+    task.deadline_ms = left > 0 ? (uint64_t)(left * 1000.0) : 0;
+    task.training = &c->training;
+    s_send(c, id, CONCORD__MSG_TYPE__MSG_TASK, &task.base, frames, n);
+}
+
+/* Federated standardisation: pool the welcomed clients' sufficient statistics once, when
+ * the first round starts; the result is part of every later checkpoint. */
+static void s_fix_standardizer(coord_t *c) {
+    if (c->std || c->standardize != 2) return;
+    feature_stats_t *pool = feature_stats_new((size_t)c->spec.n_inputs);
+    for (size_t i = 0; i < c->n_clients; i++)
+        if (c->clients[i].welcomed && c->clients[i].stats) feature_stats_merge(pool, c->clients[i].stats);
+    if (pool->n > 0) c->std = standardizer_from_stats(pool);
+    feature_stats_destroy(&pool);
+    if (c->std && c->test) standardizer_apply(c->std, c->test);
+    cc_log_info("standardizer_fixed", "clients=%zu", coord_clients_welcomed(c));
+}
+
+int coord_start_round(coord_t *c) {
+    cc_err_t err = {0};
+    if (c->round == 0 && !c->std && c->standardize == 2) {
+        s_fix_standardizer(c);
+        if (coord_checkpoint_save(c, &err)) {
+            cc_log_error("checkpoint_failed", "reason=\"%s\"", err.msg);
+            return -1;
+        }
+    }
+    c->n_participants = 0;
+    for (size_t i = 0; i < c->n_clients; i++)
+        if (c->clients[i].welcomed) snprintf(c->participants[c->n_participants++], WIRE_MAX_ID + 1, "%s", c->clients[i].id);
+    c->n_updates = 0;
+    if (coord_journal_add_open(c, &err)) {
+        cc_log_error("journal_failed", "reason=\"%s\" action=\"round not started\"", err.msg);
+        return -1;
+    }
+    c->round_start = cc_now();
+    c->deadline = c->round_start + c->deadline_s;
+    coord_set_state(c, COORD_TRAINING);
+    cc_log_info("round_start", "round=%llu participants=%zu deadline_s=%.1f", (unsigned long long)c->round,
+                c->n_participants, c->deadline_s);
+    for (size_t i = 0; i < c->n_participants; i++) s_send_task(c, c->participants[i]);
+    return 0;
+}
+
+/* ---- round close --------------------------------------------------------------------- */
+
+static size_t s_quorum(const coord_t *c) {
+    size_t need = (size_t)ceil(c->quorum * (double)c->n_participants);
+    return need < 1 ? 1 : need;
+}
+
+static void s_finish(coord_t *c) {
+    cc_err_t err = {0};
+    coord_set_state(c, COORD_DONE);
+    if (coord_export(c, &err)) cc_log_error("export_failed", "reason=\"%s\"", err.msg);
+    else cc_log_info("exported", "prefix=%s rounds=%llu", c->export_prefix, (unsigned long long)c->round);
+    Concord__Done done = CONCORD__DONE__INIT;
+    done.reason = "federation finished";
+    done.rounds = c->round;
+    for (size_t i = 0; i < c->n_clients; i++)
+        if (c->clients[i].welcomed) s_send(c, c->clients[i].id, CONCORD__MSG_TYPE__MSG_DONE, &done.base, NULL, 0);
+    c->stop = 1;
+}
+
+/* Commits round t: checkpoint of round t+1 (the commit point), history line, new journal. */
+static void s_commit(coord_t *c, const char *status, const double *weights, double duration) {
+    cc_err_t err = {0};
+    coord_history_append(c, status, weights, duration);
+    c->round++;
+    if (coord_checkpoint_save(c, &err)) {
+        /* Without a durable checkpoint the round cannot be committed: stop cleanly; a
+         * restart replays the journal and closes the round again. */
+        cc_log_error("checkpoint_failed", "round=%llu reason=\"%s\" action=\"stopping; restart resumes from the last good state\"",
+                     (unsigned long long)c->round, err.msg);
+        c->round--;
+        c->stop = 2;
+        return;
+    }
+    if (coord_journal_open_round(c, 0, &err)) {
+        cc_log_error("journal_failed", "reason=\"%s\" action=stopping", err.msg);
+        c->stop = 2;
+        return;
+    }
+    c->n_updates = 0;
+    c->n_participants = 0;
+    if (c->round >= c->rounds) s_finish(c);
+    else coord_set_state(c, COORD_WAITING), c->waiting_since = cc_now();
+}
+
+static void s_close_round(coord_t *c) {
+    double duration = cc_now() - c->round_start;
+    double *weights = cc_xcalloc(c->n_updates ? c->n_updates : 1, sizeof *weights);
+    cc_err_t err = {0};
+    if (coord_aggregate(c, weights, &err)) {
+        cc_log_error("aggregate_failed", "round=%llu reason=\"%s\" action=stopping", (unsigned long long)c->round, err.msg);
+        free(weights);
+        c->stop = 2;
+        return;
+    }
+    COUNT(c->rounds_done);
+    cc_log_info("round_closed", "round=%llu updates=%zu of=%zu duration_s=%.3f", (unsigned long long)c->round,
+                c->n_updates, c->n_participants, duration);
+    s_commit(c, "ok", weights, duration);
+    free(weights);
+}
+
+static void s_abort_round(coord_t *c) {
+    COUNT(c->rounds_aborted);
+    cc_log_warn("round_aborted", "round=%llu updates=%zu needed=%zu action=\"model unchanged\"",
+                (unsigned long long)c->round, c->n_updates, s_quorum(c));
+    c->n_updates = 0; /* the partial updates are not used */
+    s_commit(c, "aborted", NULL, cc_now() - c->round_start);
+}
+
+static void s_maybe_close(coord_t *c) {
+    if ((c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && c->n_updates == c->n_participants)
+        s_close_round(c);
+}
+
+void coord_tick(coord_t *c) {
+    double now = cc_now();
+    if (c->state == COORD_WAITING) {
+        if (coord_clients_welcomed(c) >= (size_t)c->min_clients) {
+            if (coord_start_round(c)) c->stop = 2;
+        } else if (now - c->waiting_since > c->join_timeout_s) {
+            cc_log_warn("join_timeout", "round=%llu welcomed=%zu min_clients=%ld action=\"still waiting\"",
+                        (unsigned long long)c->round, coord_clients_welcomed(c), c->min_clients);
+            c->waiting_since = now;
+        }
+        return;
+    }
+    if ((c->state != COORD_TRAINING && c->state != COORD_EXTENDED) || now < c->deadline) return;
+    if (c->n_updates >= s_quorum(c)) {
+        s_close_round(c);
+    } else if (c->state == COORD_TRAINING) {
+        c->deadline = now + c->extension_s;
+        cc_log_warn("deadline_extended", "round=%llu updates=%zu needed=%zu extension_s=%.1f",
+                    (unsigned long long)c->round, c->n_updates, s_quorum(c), c->extension_s);
+        coord_set_state(c, COORD_EXTENDED);
+    } else {
+        s_abort_round(c);
+    }
+}
+
+double coord_next_timeout(const coord_t *c) {
+    double t = 1.0;
+    if (c->state == COORD_TRAINING || c->state == COORD_EXTENDED) {
+        double left = c->deadline - cc_now();
+        if (left < t) t = left < 0 ? 0 : left;
+    }
+    return t;
+}
+
+/* ---- message handlers ---------------------------------------------------------------- */
+
+static void s_reject_hello(coord_t *c, const char *id, const char *reason) {
+    COUNT(c->rejected[REJ_DATA_MISMATCH]);
+    cc_log_warn("hello_rejected", "client=%s reason=\"%s\"", id, reason);
+    Concord__Reject rej = CONCORD__REJECT__INIT;
+    rej.reason = (char *)reason;
+    s_send(c, id, CONCORD__MSG_TYPE__MSG_REJECT, &rej.base, NULL, 0);
+}
+
+/* Checks a Hello against the federation's model; returns 0 or fills reason. */
+static int s_hello_fits(const coord_t *c, const Concord__Hello *h, char *reason, size_t len) {
+    if (h->protocol_version != WIRE_VERSION)
+        snprintf(reason, len, "protocol version %u, the coordinator speaks %d", h->protocol_version, WIRE_VERSION);
+    else if ((int)h->n_features != c->spec.n_inputs)
+        snprintf(reason, len, "the data has %u features, the federation's model expects %d", h->n_features,
+                 c->spec.n_inputs);
+    else if (h->n_class_counts > (size_t)c->spec.n_classes)
+        snprintf(reason, len, "the data has %zu classes, the federation's model has %d", h->n_class_counts,
+                 c->spec.n_classes);
+    else if (h->n_train == 0)
+        snprintf(reason, len, "the training split is empty");
+    else
+        return 0;
+    return -1;
+}
+
+static void s_register(coord_client_t *cl, const Concord__Hello *h, int n_inputs) {
+    cl->welcomed = 1;
+    cl->n_train = h->n_train, cl->n_val = h->n_val, cl->n_test = h->n_test;
+    free(cl->class_counts);
+    cl->n_class_counts = h->n_class_counts;
+    cl->class_counts = cc_xcalloc(h->n_class_counts + 1, sizeof(uint64_t));
+    memcpy(cl->class_counts, h->class_counts, h->n_class_counts * sizeof(uint64_t));
+    feature_stats_destroy(&cl->stats);
+    const Concord__FeatureStats *st = h->stats;
+    if (st && st->n_sum == (size_t)n_inputs && st->n_sumsq == (size_t)n_inputs && st->n > 0) {
+        cl->stats = feature_stats_new((size_t)n_inputs);
+        cl->stats->n = st->n;
+        memcpy(cl->stats->sum, st->sum, st->n_sum * sizeof(double));
+        memcpy(cl->stats->sumsq, st->sumsq, st->n_sumsq * sizeof(double));
+    }
+}
+
+static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) {
+    Concord__Hello *h = concord__hello__unpack(NULL, in->body_len, in->body);
+    char reason[256];
+    if (!h) {
+        s_nack(c, cl->id, REJ_DECODE, "Hello body does not decode");
+        return;
+    }
+    if (s_hello_fits(c, h, reason, sizeof reason)) {
+        s_reject_hello(c, cl->id, reason);
+        concord__hello__free_unpacked(h, NULL);
+        return;
+    }
+    s_register(cl, h, c->spec.n_inputs);
+    concord__hello__free_unpacked(h, NULL);
+    Concord__Welcome w = CONCORD__WELCOME__INIT;
+    Concord__ModelSpec spec;
+    char arch[128];
+    msg_spec_to_proto(&c->spec, &spec, arch, sizeof arch);
+    static const char *std_names[] = {"none", "local", "federated"};
+    w.model = &spec;
+    w.round = c->round;
+    w.rounds = c->rounds;
+    w.standardize = (char *)std_names[c->standardize];
+    s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_WELCOME, &w.base, NULL, 0);
+    cc_log_info("client_welcomed", "client=%s n_train=%llu welcomed=%zu", cl->id, (unsigned long long)cl->n_train,
+                coord_clients_welcomed(c));
+    /* A participant that (re)connects mid-round gets its task (again). */
+    if ((c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && s_is_participant(c, cl->id) &&
+        !s_has_update(c, cl->id))
+        s_send_task(c, cl->id);
+}
+
+/* The frame's floats, copied if the frame is not 4-byte aligned (*copy then owns them). */
+static const float *s_frame_floats(zmq_msg_t *part, float **copy) {
+    void *data = zmq_msg_data(part);
+    *copy = NULL;
+    if (((uintptr_t)data & 3u) == 0) return data;
+    *copy = cc_xmalloc(zmq_msg_size(part));
+    memcpy(*copy, data, zmq_msg_size(part));
+    return *copy;
+}
+
+/* Protocol-state checks of an Update; returns the reject kind or -1 when it is acceptable. */
+static int s_check_update(const coord_t *c, const coord_client_t *cl, const wire_in_t *in,
+                          const Concord__Update *u, char *reason, size_t len) {
+    if (c->state != COORD_TRAINING && c->state != COORD_EXTENDED)
+        return snprintf(reason, len, "no round is open"), REJ_ROUND;
+    if (in->round != c->round || u->round != c->round)
+        return snprintf(reason, len, "update for round %llu, the open round is %llu",
+                        (unsigned long long)u->round, (unsigned long long)c->round), REJ_ROUND;
+    if (!s_is_participant(c, cl->id)) return snprintf(reason, len, "not a participant of this round"), REJ_NOT_PARTICIPANT;
+    if (s_has_update(c, cl->id)) return snprintf(reason, len, "update already accepted this round"), REJ_DUPLICATE;
+    if (u->base_digest.len != WIRE_DIGEST_BYTES || memcmp(u->base_digest.data, c->digest, WIRE_DIGEST_BYTES) != 0)
+        return snprintf(reason, len, "trained from another model than this round's"), REJ_DIGEST;
+    if (u->n_tensors != 1 || in->n_frames != 1 || !msg_tensor_is(u->tensors[0], "delta", c->P))
+        return snprintf(reason, len, "expected one tensor \"delta\" of %zu floats", c->P), REJ_SHAPE;
+    if (u->n_samples == 0 || u->n_samples > cl->n_train + cl->n_val)
+        return snprintf(reason, len, "n_samples %llu not in [1, %llu]", (unsigned long long)u->n_samples,
+                        (unsigned long long)(cl->n_train + cl->n_val)), REJ_OTHER;
+    return -1;
+}
+
+/* Copies the numbers only: the source belongs to a message about to be freed. */
+static void s_copy_metrics(Concord__Metrics *dst, const Concord__Metrics *src) {
+    concord__metrics__init(dst);
+    if (!src) return;
+    dst->n = src->n;
+    dst->loss = src->loss;
+    dst->accuracy = src->accuracy;
+    dst->balanced_accuracy = src->balanced_accuracy;
+    dst->macro_f1 = src->macro_f1;
+}
+
+static void s_fill_update(coord_update_t *rec, const coord_t *c, const char *id, const Concord__Update *u,
+                          double norm) {
+    memset(rec, 0, sizeof *rec);
+    snprintf(rec->id, sizeof rec->id, "%s", id);
+    rec->n_samples = u->n_samples;
+    rec->update_norm = norm;
+    rec->train_seconds = u->train_seconds;
+    rec->arrival = cc_now() - c->round_start;
+    s_copy_metrics(&rec->val, u->val_metrics);
+    s_copy_metrics(&rec->test, u->test_metrics);
+    rec->has_test = u->test_metrics != NULL;
+}
+
+static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg) {
+    Concord__Update *u = concord__update__unpack(NULL, in->body_len, in->body);
+    char reason[256];
+    if (!u) {
+        s_nack(c, cl->id, REJ_DECODE, "Update body does not decode");
+        return;
+    }
+    int kind = s_check_update(c, cl, in, u, reason, sizeof reason);
+    float *copy = NULL;
+    const float *delta = kind < 0 ? s_frame_floats(&msg->parts[1], &copy) : NULL;
+    double norm = delta ? wire_l2norm(delta, c->P) : 0.0;
+    if (kind < 0 && !(norm <= c->max_norm)) {
+        snprintf(reason, sizeof reason, "update norm %.4g over the bound %.4g", norm, c->max_norm);
+        kind = REJ_NORM;
+    }
+    if (kind >= 0) {
+        s_nack(c, cl->id, (coord_reject_t)kind, reason);
+    } else {
+        coord_update_t *rec = &c->updates[c->n_updates];
+        cc_err_t err = {0};
+        s_fill_update(rec, c, cl->id, u, norm);
+        if (coord_journal_add_update(c, rec, delta, &rec->rec, &err)) {
+            cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
+            s_nack(c, cl->id, REJ_OTHER, "coordinator could not store the update; it will be asked again");
+        } else {
+            c->n_updates++;
+            COUNT(c->accepted_updates);
+            Concord__Ack ack = CONCORD__ACK__INIT;
+            ack.round = c->round;
+            s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+            cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu",
+                        (unsigned long long)c->round, cl->id, (unsigned long long)u->n_samples, norm, c->n_updates,
+                        c->n_participants);
+        }
+    }
+    free(copy);
+    concord__update__free_unpacked(u, NULL);
+    s_maybe_close(c);
+}
+
+static void s_handle_heartbeat(coord_t *c, coord_client_t *cl) {
+    Concord__Heartbeat hb = CONCORD__HEARTBEAT__INIT;
+    hb.round = c->round;
+    hb.state = (char *)s_state_names[c->state];
+    s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_HEARTBEAT, &hb.base, NULL, 0);
+}
+
+static coord_reject_t s_wire_reject(int rc) {
+    switch (rc) {
+    case WIRE_ERR_SIGNATURE: case WIRE_ERR_DIGEST: return REJ_SIGNATURE;
+    case WIRE_ERR_SENDER: return REJ_UNKNOWN_SENDER;
+    case WIRE_ERR_NONFINITE: return REJ_NONFINITE;
+    case WIRE_ERR_FRAMES: return REJ_SHAPE;
+    default: return REJ_DECODE;
+    }
+}
+
+/* Authenticates msg; returns the sender's entry or NULL (after a Nack). */
+static coord_client_t *s_authenticate(coord_t *c, transport_msg_t *msg, wire_in_t *in) {
+    cc_err_t err = {0};
+    int rc = transport_open(msg, enrolment_lookup, c->enrolment, in, &err);
+    if (rc) {
+        s_nack(c, msg->peer, s_wire_reject(rc), err.msg);
+        return NULL;
+    }
+    coord_client_t *cl = coord_client_find(c, in->sender_id);
+    const char *why = NULL;
+    if (!cl) why = "sender not enrolled";
+    else if (strcmp(msg->peer, in->sender_id) != 0) why = "connection identity differs from the signed sender";
+    else if (c->curve && strcmp(msg->user_id, in->sender_id) != 0) why = "CURVE key belongs to another client";
+    if (why) {
+        s_nack(c, msg->peer, REJ_IDENTITY, why);
+        return NULL;
+    }
+    if (in->seq <= cl->last_seq) {
+        s_nack(c, cl->id, REJ_REPLAY, "sequence number not above the last accepted one (replay)");
+        return NULL;
+    }
+    cl->last_seq = in->seq;
+    cl->last_seen = cc_now();
+    return cl;
+}
+
+void coord_handle_message(coord_t *c, transport_msg_t *msg) {
+    COUNT(c->msgs_in);
+    for (size_t i = 0; i < msg->n_parts; i++) c->bytes_in += zmq_msg_size(&msg->parts[i]);
+    wire_in_t in;
+    memset(&in, 0, sizeof in);
+    coord_client_t *cl = s_authenticate(c, msg, &in);
+    if (!cl) {
+        wire_in_clear(&in);
+        return;
+    }
+    switch (in.type) {
+    case CONCORD__MSG_TYPE__MSG_HELLO: s_handle_hello(c, cl, &in); break;
+    case CONCORD__MSG_TYPE__MSG_UPDATE:
+        if (cl->welcomed) s_handle_update(c, cl, &in, msg);
+        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
+        break;
+    case CONCORD__MSG_TYPE__MSG_HEARTBEAT:
+        if (cl->welcomed) s_handle_heartbeat(c, cl);
+        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
+        break;
+    default: s_nack(c, cl->id, REJ_DECODE, "unexpected message type"); break;
+    }
+    wire_in_clear(&in);
+}

@@ -1,0 +1,335 @@
+/* test_coordinator.c — a real concord-coordinator process on loopback, driven by two test
+ * clients built from the library. Every tampered or out-of-protocol message is rejected
+ * with a Nack naming the reason and counted on the metrics endpoint, and the round still
+ * completes with the honest updates; unenrolled keys and a wrong pinned coordinator key
+ * get nowhere. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "concord.pb-c.h"
+#include "identity.h"
+#include "msg.h"
+#include "transport.h"
+#include "wire.h"
+
+#define P 15 /* softmax, 4 inputs, 3 classes: 4*3 + 3 */
+
+static char s_dir[256];
+static int s_port, s_http;
+static pid_t s_coord;
+static identity_t s_coord_id, s_alice, s_bob, s_mallory;
+static void *s_ctx;
+
+static int s_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void s_keys(void) {
+    cc_err_t err = {0};
+    const char *ids[] = {"coordinator", "alice", "bob", "mallory"};
+    identity_t *out[] = {&s_coord_id, &s_alice, &s_bob, &s_mallory};
+    char path[512];
+    snprintf(path, sizeof path, "%s/enrolment.txt", s_dir);
+    FILE *fp = fopen(path, "w");
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(identity_generate(out[i], ids[i], &err), 0, "%s", err.msg);
+        cr_assert_eq(identity_save(out[i], s_dir, 1, &err), 0, "%s", err.msg);
+        if (i == 1 || i == 2) { /* mallory is not enrolled */
+            char hex[65];
+            identity_public_hex(hex, out[i]->pk);
+            fprintf(fp, "%s %s\n", ids[i], hex);
+        }
+    }
+    fclose(fp);
+}
+
+static void s_start_coordinator(void) {
+    char ini[512];
+    snprintf(ini, sizeof ini, "%s/coordinator.ini", s_dir);
+    FILE *fp = fopen(ini, "w");
+    fprintf(fp, "[federation]\nrounds = 1\nmin_clients = 2\nround_deadline_s = 30\nbind = tcp://127.0.0.1:%d\n"
+                "enrolment = enrolment.txt\n[model]\narch = softmax\ninputs = 4\nclasses = 3\nstandardize = none\n"
+                "[aggregation]\nmax_update_norm = 10\n[security]\nidentity = coordinator.key\n"
+                "[storage]\nstate_dir = state\nexport = final\n[metrics]\nhttp_bind = 127.0.0.1:%d\n"
+                "history = history.jsonl\n", s_port, s_http);
+    fclose(fp);
+    char log[512];
+    snprintf(log, sizeof log, "%s/coordinator.log", s_dir);
+    s_coord = fork();
+    if (s_coord == 0) {
+        freopen(log, "w", stderr);
+        execl(CONCORD_BINARY_DIR "/concord-coordinator", "concord-coordinator", "--config", ini, (char *)NULL);
+        _exit(127);
+    }
+}
+
+static void setup(void) {
+    snprintf(s_dir, sizeof s_dir, "/tmp/concord-coord-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    s_port = s_free_port();
+    s_http = s_free_port();
+    s_keys();
+    s_start_coordinator();
+    s_ctx = zmq_ctx_new();
+    usleep(300 * 1000);
+}
+
+static void teardown(void) {
+    if (s_coord > 0) kill(s_coord, SIGKILL), waitpid(s_coord, NULL, 0);
+    zmq_ctx_term(s_ctx);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, getenv("KEEP") ? "true %s" : "rm -rf %s", s_dir);
+    if (system(cmd) != 0) cr_log_warn("cleanup of %s failed", s_dir);
+}
+
+/* A test client: a DEALER with its identity, pinning `server` as the coordinator's key. */
+typedef struct {
+    void *sock;
+    identity_t *id;
+    uint64_t seq;
+} s_client_t;
+
+static s_client_t s_connect(identity_t *id, const char *server_curve) {
+    s_client_t c = {.sock = zmq_socket(s_ctx, ZMQ_DEALER), .id = id};
+    int linger = 0;
+    zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c.sock, ZMQ_ROUTING_ID, id->id, strlen(id->id));
+    cr_assert_eq(transport_curve_client(c.sock, id, server_curve), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", s_port);
+    cr_assert_eq(zmq_connect(c.sock, ep), 0);
+    return c;
+}
+
+static int s_lookup(void *ctx, const char *id, uint8_t pk[WIRE_PK_BYTES]) {
+    (void)ctx;
+    if (strcmp(id, "coordinator")) return -1;
+    memcpy(pk, s_coord_id.pk, WIRE_PK_BYTES);
+    return 0;
+}
+
+/* Receives one verified message within ms; returns its type (0 if none) and body copy. */
+static uint32_t s_recv(s_client_t *c, int ms, uint8_t **body, size_t *len, float *params) {
+    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, ms) <= 0) return 0;
+    transport_msg_t msg;
+    wire_in_t in;
+    cc_err_t err = {0};
+    memset(&in, 0, sizeof in);
+    cr_assert_eq(transport_recv(c->sock, 0, &msg, 0), 0);
+    cr_assert_eq(transport_open(&msg, s_lookup, NULL, &in, &err), 0, "%s", err.msg);
+    uint32_t type = in.type;
+    if (body) {
+        *body = malloc(in.body_len + 1);
+        memcpy(*body, in.body, in.body_len);
+        *len = in.body_len;
+    }
+    if (params && msg.n_parts > 1) memcpy(params, zmq_msg_data(&msg.parts[1]), P * sizeof(float));
+    wire_in_clear(&in);
+    transport_msg_close(&msg);
+    return type;
+}
+
+static void s_hello(s_client_t *c) {
+    Concord__Hello h = CONCORD__HELLO__INIT;
+    uint64_t counts[3] = {30, 30, 40};
+    h.protocol_version = WIRE_VERSION;
+    h.n_train = 100, h.n_features = 4, h.n_class_counts = 3, h.class_counts = counts;
+    cc_err_t err = {0};
+    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0, &err), 0);
+    cr_assert_eq(s_recv(c, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_WELCOME, "Hello is welcomed");
+}
+
+/* Seals an Update for round `round` from base digest `digest` with Δ = delta. */
+static void s_seal_update(s_client_t *c, uint64_t round, const uint8_t *digest, const float *delta, uint8_t **env,
+                          size_t *env_len, uint8_t **body, size_t *body_len) {
+    Concord__Update u = CONCORD__UPDATE__INIT;
+    Concord__TensorInfo ti = CONCORD__TENSOR_INFO__INIT, *tp = &ti;
+    uint32_t shape = P;
+    ti.name = "delta", ti.n_shape = 1, ti.shape = &shape;
+    u.round = round, u.n_samples = 100, u.n_tensors = 1, u.tensors = &tp;
+    u.base_digest.data = (uint8_t *)digest, u.base_digest.len = WIRE_DIGEST_BYTES;
+    *body_len = concord__update__get_packed_size(&u);
+    *body = malloc(*body_len);
+    concord__update__pack(&u, *body);
+    wire_frame_t frame = {delta, P};
+    wire_out_t out = {.type = CONCORD__MSG_TYPE__MSG_UPDATE, .sender_id = c->id->id, .seq = ++c->seq,
+                      .round = round, .body = *body, .body_len = *body_len, .frames = &frame, .n_frames = 1};
+    cc_err_t err = {0};
+    cr_assert_eq(wire_seal(&out, c->id->sk, env, env_len, &err), 0, "%s", err.msg);
+}
+
+/* Sends a raw envelope + one frame and expects a Nack whose reason contains `want`. */
+static void s_expect_nack(s_client_t *c, const uint8_t *env, size_t env_len, const float *frame, const char *want) {
+    zmq_send(c->sock, env, env_len, ZMQ_SNDMORE);
+    zmq_send(c->sock, frame, P * sizeof(float), 0);
+    uint8_t *body = NULL;
+    size_t len = 0;
+    uint32_t type = s_recv(c, 3000, &body, &len, NULL);
+    cr_assert_eq(type, CONCORD__MSG_TYPE__MSG_NACK, "expected a Nack for: %s", want);
+    Concord__Nack *n = concord__nack__unpack(NULL, len, body);
+    cr_assert_not_null(n);
+    cr_expect(strstr(n->reason, want) != NULL, "Nack reason \"%s\" should mention \"%s\"", n->reason, want);
+    cr_log_info("rejected as expected: %s", n->reason);
+    concord__nack__free_unpacked(n, NULL);
+    free(body);
+}
+
+/* Re-encodes env with one field changed by `edit` and WITHOUT re-signing. */
+static uint8_t *s_tamper(const uint8_t *env, size_t len, void (*edit)(Concord__Envelope *), size_t *out_len) {
+    Concord__Envelope *e = concord__envelope__unpack(NULL, len, env);
+    cr_assert_not_null(e);
+    edit(e);
+    *out_len = concord__envelope__get_packed_size(e);
+    uint8_t *out = malloc(*out_len);
+    concord__envelope__pack(e, out);
+    concord__envelope__free_unpacked(e, NULL);
+    return out;
+}
+static void s_edit_body(Concord__Envelope *e) { e->body.data[e->body.len / 2] ^= 1; }
+static void s_edit_sender(Concord__Envelope *e) { e->sender_id[0] = 'b'; e->sender_id[1] = 'o'; e->sender_id[2] = 'b'; e->sender_id[3] = 0; }
+static void s_edit_seq(Concord__Envelope *e) { e->seq += 1000; }
+static void s_edit_round(Concord__Envelope *e) { e->round += 1; }
+static void s_edit_digest(Concord__Envelope *e) { e->tensor_digests[0].data[0] ^= 0x80; }
+
+/* GET /metrics from the coordinator; returns the value of the line starting with key. */
+static double s_metric(const char *key) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s_http),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "metrics endpoint reachable");
+    const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    static char buf[16384];
+    size_t n = 0;
+    ssize_t got;
+    while ((got = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)got;
+    close(fd);
+    buf[n] = 0;
+    char line_key[256];
+    snprintf(line_key, sizeof line_key, "\n%s", key); /* a sample line, not the # TYPE line */
+    const char *p = strstr(buf, line_key);
+    return p ? atof(p + strlen(line_key)) : -1;
+}
+
+Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .init = setup, .fini = teardown,
+     .timeout = 60) {
+    s_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
+    s_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
+    s_hello(&alice);
+    s_hello(&bob);
+    float params[P], delta[P], zero[P] = {0};
+    uint8_t *body = NULL;
+    size_t len;
+    cr_assert_eq(s_recv(&alice, 3000, &body, &len, params), CONCORD__MSG_TYPE__MSG_TASK, "round 0 task");
+    Concord__Task *task = concord__task__unpack(NULL, len, body);
+    uint8_t digest[WIRE_DIGEST_BYTES], wrong[WIRE_DIGEST_BYTES];
+    memcpy(digest, task->model_digest.data, WIRE_DIGEST_BYTES);
+    memcpy(wrong, digest, WIRE_DIGEST_BYTES);
+    wrong[0] ^= 1;
+    concord__task__free_unpacked(task, NULL);
+    free(body);
+    for (int i = 0; i < P; i++) delta[i] = 0.01f * (float)(i - 7);
+
+    uint8_t *env, *bad;
+    size_t env_len, bad_len, blen;
+    uint8_t *b;
+    s_seal_update(&alice, 0, digest, delta, &env, &env_len, &b, &blen);
+    /* Every signed field tampered after signing. */
+    void (*edits[])(Concord__Envelope *) = {s_edit_body, s_edit_sender, s_edit_seq, s_edit_round, s_edit_digest};
+    const char *wants[] = {"signature", "signature", "signature", "signature", "digest"};
+    for (size_t i = 0; i < 5; i++) {
+        bad = s_tamper(env, env_len, edits[i], &bad_len);
+        s_expect_nack(&alice, bad, bad_len, delta, wants[i]);
+        free(bad);
+    }
+    /* A tensor frame changed in flight, and a raw byte of the envelope. */
+    float flipped[P];
+    memcpy(flipped, delta, sizeof flipped);
+    flipped[3] = 0.5f;
+    s_expect_nack(&alice, env, env_len, flipped, "does not match its digest");
+    free(env), free(b);
+
+    /* Correctly signed but out of protocol. */
+    s_seal_update(&alice, 5, digest, delta, &env, &env_len, &b, &blen);
+    s_expect_nack(&alice, env, env_len, delta, "round");
+    free(env), free(b);
+    s_seal_update(&alice, 0, wrong, delta, &env, &env_len, &b, &blen);
+    s_expect_nack(&alice, env, env_len, delta, "another model");
+    free(env), free(b);
+    float nan_delta[P];
+    memcpy(nan_delta, delta, sizeof nan_delta);
+    nan_delta[2] = NAN;
+    s_seal_update(&alice, 0, digest, nan_delta, &env, &env_len, &b, &blen);
+    s_expect_nack(&alice, env, env_len, nan_delta, "NaN");
+    free(env), free(b);
+    float big[P];
+    for (int i = 0; i < P; i++) big[i] = 100.0f;
+    s_seal_update(&alice, 0, digest, big, &env, &env_len, &b, &blen);
+    s_expect_nack(&alice, env, env_len, big, "norm");
+    free(env), free(b);
+
+    /* The honest update is accepted; sent again, it is a replay. */
+    s_seal_update(&alice, 0, digest, delta, &env, &env_len, &b, &blen);
+    zmq_send(alice.sock, env, env_len, ZMQ_SNDMORE);
+    zmq_send(alice.sock, delta, sizeof delta, 0);
+    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK, "honest update accepted");
+    s_expect_nack(&alice, env, env_len, delta, "replay");
+    free(env), free(b);
+
+    /* An unenrolled key, and a client pinning the wrong coordinator key, get no answer. */
+    s_client_t mallory = s_connect(&s_mallory, s_coord_id.curve_public);
+    s_client_t fooled = s_connect(&s_alice, s_bob.curve_public);
+    Concord__Hello h = CONCORD__HELLO__INIT;
+    cc_err_t err = {0};
+    h.protocol_version = WIRE_VERSION;
+    cr_assert_eq(msg_send(mallory.sock, NULL, &s_mallory, &mallory.seq, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0, &err), 0);
+    cr_assert_eq(msg_send(fooled.sock, NULL, &s_alice, &fooled.seq, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0, &err), 0);
+    cr_expect_eq(s_recv(&mallory, 700, NULL, NULL, NULL), 0, "unenrolled key: no answer");
+    cr_expect_eq(s_recv(&fooled, 700, NULL, NULL, NULL), 0, "wrong coordinator key: no answer");
+    zmq_close(mallory.sock);
+    zmq_close(fooled.sock);
+
+    /* Counted, per reason. */
+    cr_expect_geq(s_metric("concord_messages_rejected_total{reason=\"signature\"} "), 6);
+    cr_expect_geq(s_metric("concord_messages_rejected_total{reason=\"round\"} "), 1);
+    cr_expect_geq(s_metric("concord_messages_rejected_total{reason=\"digest\"} "), 1);
+    cr_expect_geq(s_metric("concord_messages_rejected_total{reason=\"nonfinite\"} "), 1);
+    cr_expect_geq(s_metric("concord_messages_rejected_total{reason=\"norm\"} "), 1);
+    cr_expect_geq(s_metric("concord_messages_rejected_total{reason=\"replay\"} "), 1);
+    cr_expect_geq(s_metric("concord_zap_denied_total "), 1);
+
+    /* The run goes on: bob's update closes the round, the federation finishes. */
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, params), CONCORD__MSG_TYPE__MSG_TASK);
+    s_seal_update(&bob, 0, digest, zero, &env, &env_len, &b, &blen);
+    zmq_send(bob.sock, env, env_len, ZMQ_SNDMORE);
+    zmq_send(bob.sock, zero, sizeof zero, 0);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_DONE, "the federation finishes");
+    free(env), free(b);
+    int status = 0;
+    cr_assert_eq(waitpid(s_coord, &status, 0), s_coord);
+    s_coord = 0;
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "coordinator exits cleanly");
+    zmq_close(alice.sock);
+    zmq_close(bob.sock);
+    /* θ_1 = θ_0 + (Δ_alice + Δ_bob)/2: the final model holds alice's honest update only. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/final.ckpt", s_dir);
+    cr_expect_eq(access(path, R_OK), 0, "final model exported");
+}

@@ -40,6 +40,15 @@ print("A: rounds", [l["round"] for l in lines], "global loss", [round(x, 4) for 
 PY
 grep -q "== summary ==" "$tmp/a.out" || fail "A: no summary"
 [ -s "$tmp/a/final-model.ckpt" ] && [ -s "$tmp/a/final-model.safetensors" ] || fail "A: no exported model"
+# The exported model scores exactly what the coordinator reported for the last round.
+"$build/concord-data" eval --model "$tmp/a/final-model.ckpt" --data "$data/thyroid.test" --json >"$tmp/a/eval.json"
+$py - "$tmp/a/eval.json" "$tmp/a/history.jsonl" <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))
+last = [json.loads(l) for l in open(sys.argv[2])][-1]
+assert abs(ev["accuracy"] - last["global"]["accuracy"]) < 1e-7, (ev["accuracy"], last["global"]["accuracy"])
+print("A: concord-data eval of the exported model agrees with the history:", ev["accuracy"])
+PY
 
 # ---- B ---------------------------------------------------------------------------------
 common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 2

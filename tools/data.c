@@ -16,7 +16,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "checkpoint.h"
 #include "dataset.h"
+#include "metrics.h"
+#include "model.h"
 #include "fileio.h"
 
 #ifndef CONCORD_VERSION
@@ -38,6 +41,8 @@ static const char *const s_usage_main =
     "  split FILE       one shard per simulated hospital (iid, label skew, size skew,\n"
     "                   or by a site column), plus summary.json\n"
     "  convert IN OUT   convert between FANN, CSV and IDX\n"
+    "  eval             score a saved model (concord-train --out, the federation's\n"
+    "                   final-model.ckpt) on a data file\n"
     "\n"
     "Formats, chosen by file name unless --input-format / --format says otherwise:\n"
     "  *.csv            CSV with a header line and a label column\n"
@@ -107,12 +112,25 @@ static const char *const s_usage_convert =
     "  --missing MODE         CSV missing values: error (default), mean or zero\n" S_INPUT_OPTIONS
     "  -h, --help             show this help\n";
 
+static const char *const s_usage_eval =
+    "Usage: concord-data eval --model FILE --data FILE [OPTIONS]\n"
+    "\n"
+    "Scores a saved model on a data file: loss, accuracy, balanced accuracy, per-class\n"
+    "precision/recall/F1, macro-F1, ROC-AUC (two classes) and the confusion matrix. The\n"
+    "standardisation saved with the model is applied to the data first.\n"
+    "\n"
+    "Options:\n"
+    "  --model FILE           a Concord model file (.ckpt)\n"
+    "  --data FILE            the data to score\n"
+    "  --json                 one JSON object instead of the table\n" S_INPUT_OPTIONS
+    "  -h, --help             show this help\n";
+
 /* ---- arguments ----------------------------------------------------------------------- */
 
 typedef struct {
     const char *pos[3];
     int npos;
-    const char *labels, *label_column, *out_dir, *out_labels, *scheme;
+    const char *labels, *label_column, *out_dir, *out_labels, *scheme, *model, *data;
     data_format_t in_format, out_format;
     data_missing_t missing;
     int json, have_seed;
@@ -134,6 +152,8 @@ enum {
     OPT_MIN,
     OPT_OUT_LABELS,
     OPT_MISSING,
+    OPT_MODEL,
+    OPT_DATA,
     OPT_HELP
 };
 
@@ -150,6 +170,8 @@ static const struct option s_longopts[] = {
     {"min-per-client", required_argument, 0, OPT_MIN},
     {"out-labels", required_argument, 0, OPT_OUT_LABELS},
     {"missing", required_argument, 0, OPT_MISSING},
+    {"model", required_argument, 0, OPT_MODEL},
+    {"data", required_argument, 0, OPT_DATA},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
 };
@@ -206,6 +228,8 @@ static int s_store_option(s_args_t *a, int c, const char *v) {
     case OPT_OUT: a->out_dir = v; return 0;
     case OPT_OUT_LABELS: a->out_labels = v; return 0;
     case OPT_SCHEME: a->scheme = v; return 0;
+    case OPT_MODEL: a->model = v; return 0;
+    case OPT_DATA: a->data = v; return 0;
     case OPT_JSON: a->json = 1; return 0;
     case OPT_INPUT_FORMAT: return dataset_format_parse(v, &a->in_format);
     case OPT_FORMAT: return dataset_format_parse(v, &a->out_format);
@@ -704,6 +728,49 @@ static int s_cmd_convert(const s_args_t *a) {
     return rc;
 }
 
+/* ---- eval ------------------------------------------------------------------------------ */
+
+static int s_cmd_eval(const s_args_t *a) {
+    if (!a->model || !a->data) return s_usage_error("eval ", "--model FILE and --data FILE are required");
+    model_t *m = NULL;
+    standardizer_t *st = NULL;
+    dataset_t *ds = NULL;
+    cc_err_t err = {0};
+    int rc = checkpoint_load(a->model, &m, &st, NULL, &err);
+    if (rc) return s_data_error(&err);
+    data_load_opts_t lo = {.format = a->in_format, .labels_path = a->labels, .label_column = a->label_column,
+                           .n_classes = m->spec.n_classes};
+    rc = dataset_load(a->data, &lo, &ds, &err);
+    if (!rc && (int)ds->d != m->spec.n_inputs)
+        rc = cc_err_set(&err, CC_ERR_FORMAT, "%s: %zu features, the model expects %d", a->data, ds->d,
+                        m->spec.n_inputs);
+    metrics_t mt = {0};
+    if (!rc) {
+        if (st) standardizer_apply(st, ds);
+        float *probs = cc_xalloc_floats(ds->n * (size_t)m->spec.n_classes);
+        model_predict(m, ds->x, ds->n, probs);
+        rc = metrics_compute(&mt, probs, ds->y, ds->n, m->spec.n_classes, &err);
+        free(probs);
+    }
+    if (!rc && a->json) {
+        json_t *j = metrics_to_json(&mt);
+        char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
+        printf("%s\n", text);
+        free(text);
+        json_decref(j);
+    } else if (!rc) {
+        char arch[128];
+        model_spec_arch(&m->spec, arch, sizeof arch);
+        printf("model %s (%s, %zu parameters) on %s\n", a->model, arch, m->n_params, a->data);
+        metrics_print(stdout, &mt);
+    }
+    metrics_free(&mt);
+    dataset_destroy(&ds);
+    standardizer_destroy(&st);
+    model_destroy(&m);
+    return rc ? s_data_error(&err) : S_EXIT_OK;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static const int s_inspect_opts[] = {OPT_LABELS, OPT_LABEL_COLUMN, OPT_INPUT_FORMAT, OPT_JSON, 0};
@@ -713,10 +780,13 @@ static const int s_split_opts[] = {
 static const int s_convert_opts[] = {
     OPT_LABELS, OPT_LABEL_COLUMN, OPT_INPUT_FORMAT, OPT_FORMAT, OPT_OUT_LABELS, OPT_MISSING, 0};
 
+static const int s_eval_opts[] = {OPT_MODEL, OPT_DATA, OPT_LABELS, OPT_LABEL_COLUMN, OPT_INPUT_FORMAT, OPT_JSON, 0};
+
 static const s_command_t s_commands[] = {
     {"inspect", s_usage_inspect, 1, s_inspect_opts, s_cmd_inspect},
     {"split", s_usage_split, 1, s_split_opts, s_cmd_split},
     {"convert", s_usage_convert, 2, s_convert_opts, s_cmd_convert},
+    {"eval", s_usage_eval, 0, s_eval_opts, s_cmd_eval},
 };
 
 int main(int argc, char **argv) {

@@ -451,9 +451,15 @@ static void s_summary(const s_sim_t *s, const char *work, json_t *last, double s
     printf("\n== summary ==\n%d hospitals, %ld rounds, %.1f s, model %s\n", s->n_sites, s->rounds, seconds, s->model);
     if (last) {
         json_t *g = json_object_get(last, "global"), *ft = json_object_get(last, "federated_test");
-        if (json_is_object(g))
+        if (json_is_object(g)) {
             printf("global test set (%lld rows): accuracy %.4f, balanced accuracy %.4f, macro-F1 %.4f\n",
                    (long long)s_num(g, "n"), s_num(g, "accuracy"), s_num(g, "balanced_accuracy"), s_num(g, "macro_f1"));
+            json_t *recall = json_object_get(g, "recall");
+            printf("recall per class:");
+            for (size_t k = 0; k < json_array_size(recall); k++)
+                printf("  %zu: %.4f", k, json_number_value(json_array_get(recall, k)));
+            printf("\n");
+        }
         if (json_is_object(ft))
             printf("hospitals' local test sets (mean): accuracy %.4f, balanced accuracy %.4f\n",
                    s_num(ft, "accuracy"), s_num(ft, "balanced_accuracy"));

@@ -89,3 +89,23 @@ void sgd_decomp_step(sgd_decomp_t *d, float *params, const float *class_grads, c
                          class_grads + (size_t)c * d->n, d->n, d->lr, d->momentum);
     s_component_step(d->m_reg, d->d_reg, params, reg_grad, d->n, d->lr, d->momentum);
 }
+
+double pcn_server_normalize(float *out, const float *components, const float *reg, const uint8_t *present,
+                            int C, size_t n) {
+    float *sum = cc_xalloc_floats(n);
+    memset(sum, 0, n * sizeof(float));
+    memset(out, 0, n * sizeof(float));
+    for (int c = 0; c < C; c++) {
+        const float *dc = components + (size_t)c * n;
+        cblas_saxpy((int)n, 1.0f, dc, 1, sum, 1);
+        double norm = s_norm(dc, n);
+        if ((present && !present[c]) || norm == 0.0) continue;
+        cblas_saxpy((int)n, (float)(1.0 / norm), dc, 1, out, 1);
+    }
+    double target = s_norm(sum, n), unit = s_norm(out, n);
+    double scale = unit > 0.0 ? target / unit : 0.0;
+    cblas_sscal((int)n, (float)scale, out, 1);
+    if (reg) cblas_saxpy((int)n, 1.0f, reg, 1, out, 1);
+    free(sum);
+    return scale;
+}

@@ -47,4 +47,11 @@ void sgd_decomp_reset(sgd_decomp_t *d);
  * Updates params and the per-class / regulariser accumulators. */
 void sgd_decomp_step(sgd_decomp_t *d, float *params, const float *class_grads, const float *reg_grad);
 
+/* §6.3 server mode, per client: out (n) = s·Σ_{c: present[c], ‖Δ_c‖>0} Δ_c/‖Δ_c‖ + Δ_reg,
+ * with s chosen so the class part keeps the norm of Σ_c Δ_c (all classes). components is
+ * (C, n), reg (n) may be NULL, present (C) may be NULL (all classes). Returns s (0 when
+ * every normalised component vanishes, in which case out = Δ_reg). */
+double pcn_server_normalize(float *out, const float *components, const float *reg, const uint8_t *present,
+                            int C, size_t n);
+
 #endif

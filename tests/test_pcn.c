@@ -177,3 +177,48 @@ Test(pcn, client_mode_trains_and_does_not_drown_the_rare_class) {
     cr_expect_geq(rare[1], rare[0], "per-class normalisation favours the rare class");
     dataset_destroy(&ds);
 }
+
+Test(pcn, server_normalisation_keeps_the_class_part_norm) {
+    enum { N = 50, K = 3 };
+    float comps[K * N], reg[N], out[N], sum[N] = {0};
+    cc_rng_t rng;
+    cc_rng_seed(&rng, 9);
+    for (int i = 0; i < K * N; i++) comps[i] = (float)cc_rng_normal(&rng) * (float)(1 + i / N * 10);
+    for (int i = 0; i < N; i++) reg[i] = 0.01f * (float)i;
+    for (int c = 0; c < K; c++)
+        for (int i = 0; i < N; i++) sum[i] += comps[c * N + i];
+    uint8_t present[K] = {1, 1, 1};
+    double s = pcn_server_normalize(out, comps, reg, present, K, N);
+    /* Independent computation: s·Σ_c Δ_c/‖Δ_c‖ must have the norm of Σ_c Δ_c. */
+    double norm_sum = 0, norm_class = 0, unit[N] = {0};
+    for (int c = 0; c < K; c++) {
+        double nc = 0;
+        for (int i = 0; i < N; i++) nc += (double)comps[c * N + i] * comps[c * N + i];
+        for (int i = 0; i < N; i++) unit[i] += comps[c * N + i] / sqrt(nc);
+    }
+    double err = 0;
+    for (int i = 0; i < N; i++) {
+        norm_sum += (double)sum[i] * sum[i];
+        double class_part = out[i] - reg[i];
+        norm_class += class_part * class_part;
+        err = fmax(err, fabs(class_part - s * unit[i]));
+    }
+    cr_log_info("class-part norm %.6f vs |sum of components| %.6f; direction max diff %.2e",
+                sqrt(norm_class), sqrt(norm_sum), err);
+    cr_expect_lt(fabs(sqrt(norm_class) - sqrt(norm_sum)) / sqrt(norm_sum), 1e-5);
+    cr_expect_lt(err, 1e-4);
+    /* A class the client does not hold is left out of the normalised part. */
+    present[1] = 0;
+    pcn_server_normalize(out, comps, NULL, present, K, N);
+    double nc0 = 0, nc2 = 0;
+    for (int i = 0; i < N; i++) nc0 += (double)comps[i] * comps[i], nc2 += (double)comps[2 * N + i] * comps[2 * N + i];
+    double resid = 0, scale2 = 0;
+    for (int i = 0; i < N; i++) {
+        double u = comps[i] / sqrt(nc0) + comps[2 * N + i] / sqrt(nc2);
+        scale2 += u * u;
+    }
+    double s2 = sqrt(norm_sum) / sqrt(scale2);
+    for (int i = 0; i < N; i++)
+        resid = fmax(resid, fabs(out[i] - s2 * (comps[i] / sqrt(nc0) + comps[2 * N + i] / sqrt(nc2))));
+    cr_expect_lt(resid, 1e-4, "absent class excluded (max diff %.2e)", resid);
+}

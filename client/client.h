@@ -49,6 +49,13 @@ typedef struct {
     uint64_t last_round;        /* last round an update was sent for (persisted) */
     int exit_code;
     int64_t test_stop_at_round; /* tests: SIGSTOP ourselves on this round's task (-1: off) */
+
+    /* FedCE (§6.1) memory of the previous round, persisted in state_dir/fedce.snap */
+    float *prev_params;         /* (P) θ_{t−1}: the global model received last round */
+    float *prev_delta;          /* (P) Δ̃_k: the update as the coordinator uses it */
+    int64_t prev_round;         /* round of prev_*, −1: none */
+    double score_sum;           /* running mean of the minus model's scores */
+    uint64_t score_n;
     volatile int stop;
 } client_t;
 
@@ -66,5 +73,6 @@ void client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMess
 /* task.c */
 void client_handle_task(client_t *c, const Concord__Task *task, transport_msg_t *msg);
 int client_load_data(client_t *c, cc_err_t *err);
+int client_fedce_load(client_t *c);
 
 #endif

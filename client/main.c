@@ -166,6 +166,7 @@ static void s_teardown(client_t *c) {
     identity_clear(&c->self);
     dataset_destroy(&c->train), dataset_destroy(&c->val), dataset_destroy(&c->test);
     model_destroy(&c->model);
+    free(c->prev_params), free(c->prev_delta);
     config_destroy(&c->cfg);
     free(c->endpoint), free(c->state_dir), free(c->data_path), free(c->labels_path);
     free(c->test_path), free(c->test_labels_path);
@@ -200,6 +201,7 @@ int main(int argc, char **argv) {
     memset(&c, 0, sizeof c);
     c.cfg = config_new();
     c.test_stop_at_round = -1;
+    c.prev_round = -1;
     s_declare(c.cfg);
     int print_config = 0;
     int rc = s_parse_args(&c, argc, argv, &print_config);

@@ -188,6 +188,9 @@ static void s_handle_welcome(client_t *c, const wire_in_t *in) {
             cc_log_error("model_invalid", "reason=\"%s\"", err.msg);
             return;
         }
+        free(c->prev_params), free(c->prev_delta);
+        c->prev_params = c->prev_delta = NULL;
+        client_fedce_load(c); /* FedCE memory of a previous run of this client, if any */
     }
     if (strcmp(c->standardize, "local") == 0 && !c->std_applied) {
         standardizer_t *st = standardizer_fit(c->train);

@@ -1,51 +1,151 @@
-/* aggregate.c — FedAvg at round close: θ ← θ + η_s · Σ_k w_k Δ_k with w_k = n_k / Σ n_j.
+/* aggregate.c — the aggregation pipeline at round close (DESIGN §4):
+ *   contribution weights (FedAvg sample counts, or FedCE §6.1) → weighted sum in client-id
+ *   order (after the §6.3 normalisation already applied at ingest, or per class here in
+ *   federation mode) → server step θ ← θ + η_s · Σ_k w_k Δ̃_k.
  *
- * The accepted updates live in the round's journal; they are streamed back one at a time in
- * client-id order (never arrival order), so a run is reproducible bit for bit and the
- * coordinator holds θ, the weighted sum and one update buffer (3P floats), not K updates.
- * θ changes only after every update was read back, so a failed read leaves it untouched. */
+ * FedAvg streams the journaled updates one at a time (θ, the sum and one buffer: 3P floats).
+ * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
+ * order) and needs two passes over them: the Gram matrix G = U Uᵀ (ssyrk) gives every
+ * cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
+ * S − c_k Δ_k, and one gemv forms Σ_k w_k Δ_k. θ changes only after everything was read. */
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coord.h"
+#include "fedce.h"
+#include "log.h"
 
 static int s_by_id(const void *a, const void *b) {
     return strcmp(((const coord_update_t *)a)->id, ((const coord_update_t *)b)->id);
 }
 
-/* Offset of the delta floats inside an update record: u32 header length + header. */
-static int s_delta_offset(coord_t *c, const coord_update_t *u, size_t *from, cc_err_t *err) {
+/* Reads vector v (of n_vec) of update u from the journal into out (P). */
+static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *out, cc_err_t *err) {
     uint32_t hdr_len;
     int rc = journal_read(c->journal, &u->rec, 0, &hdr_len, sizeof hdr_len, err);
     if (rc) return rc;
-    *from = sizeof hdr_len + hdr_len;
-    if (*from + c->P * sizeof(float) != u->rec.length)
-        return cc_err_set(err, CC_ERR_CORRUPT, "journal: update of %s has %u bytes, expected %zu",
-                          u->id, u->rec.length, *from + c->P * sizeof(float));
-    return 0;
+    size_t from = sizeof hdr_len + hdr_len + v * c->P * sizeof(float);
+    if (from + c->P * sizeof(float) > u->rec.length)
+        return cc_err_set(err, CC_ERR_CORRUPT, "journal: update of %s is shorter than its vectors", u->id);
+    return journal_read(c->journal, &u->rec, from, out, c->P * sizeof(float), err);
+}
+
+/* cos_k of §6.1 for every update from the Gram matrix of the participants' rows of U. */
+static void s_fedce_cosines(const coord_t *c, const double *coef, double *cos) {
+    size_t n = c->n_participants, K = c->n_updates;
+    float *G = cc_xcalloc(n * n, sizeof *G);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)c->P, 1.0f, c->U, (int)c->P, 0.0f, G, (int)n);
+#define GRAM(i, j) ((double)((i) <= (j) ? G[(i) * n + (j)] : G[(j) * n + (i)]))
+    double S2 = 0.0;
+    for (size_t a = 0; a < K; a++)
+        for (size_t b = 0; b < K; b++) S2 += coef[a] * coef[b] * GRAM(c->updates[a].slot, c->updates[b].slot);
+    for (size_t k = 0; k < K; k++) {
+        size_t sk = c->updates[k].slot;
+        double dS = 0.0, dd = GRAM(sk, sk);
+        for (size_t j = 0; j < K; j++) dS += coef[j] * GRAM(sk, c->updates[j].slot);
+        double num = dS - coef[k] * dd;
+        double rest = S2 - 2.0 * coef[k] * dS + coef[k] * coef[k] * dd; /* ‖S − c_kΔ_k‖² */
+        /* G is float: a remainder within its rounding of the terms it came from is zero
+         * (e.g. every other update is zero), and so is the cosine. */
+        double scale = S2 + coef[k] * coef[k] * dd;
+        cos[k] = (dd > 0.0 && rest > 1e-5 * scale) ? num / sqrt(dd * rest) : 0.0;
+        if (cos[k] > 1.0) cos[k] = 1.0;
+        if (cos[k] < -1.0) cos[k] = -1.0;
+    }
+#undef GRAM
+    free(G);
+}
+
+/* FedCE weights of this round's updates (K ≥ 1); updates the registry (coefficients and
+ * running means) and records cos, a, b by slot for the history and the ledger. */
+static int s_fedce_weights(coord_t *c, double *w, cc_err_t *err) {
+    size_t K = c->n_updates;
+    size_t *part = cc_xcalloc(K, sizeof *part);
+    double *coef = cc_xcalloc(K, sizeof *coef), *cos = cc_xcalloc(K, sizeof *cos);
+    double *a = cc_xcalloc(K, sizeof *a), *b = cc_xcalloc(K, sizeof *b);
+    for (size_t k = 0; k < K; k++) {
+        part[k] = (size_t)coord_client_index(c, c->updates[k].id);
+        b[k] = c->updates[k].data_score;
+    }
+    int rc = fedce_priors(coef, c->fedce_reg, c->n_clients, part, K, err);
+    if (!rc && K >= 2) s_fedce_cosines(c, coef, cos);
+    if (!rc) rc = fedce_round_weights(w, a, c->fedce_reg, c->n_clients, part, K, cos, b,
+                                      (fedce_mode_t)c->fedce_mode, err);
+    for (size_t k = 0; !rc && k < K; k++) {
+        size_t slot = c->updates[k].slot;
+        c->fedce_cos[slot] = K >= 2 ? cos[k] : NAN;
+        c->fedce_a[slot] = a[k];
+        c->fedce_b[slot] = b[k];
+        c->fedce_round[part[k]] = (int64_t)c->round;
+    }
+    free(part), free(coef), free(cos), free(a), free(b);
+    return rc;
+}
+
+/* sum (P) = Σ_k w_k Δ̃_k, in slot (= client-id) order. */
+static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err) {
+    memset(sum, 0, c->P * sizeof(float));
+    if (c->U && c->per_class != 3) { /* FedCE: one gemv over the rows held in memory */
+        float *ws = cc_xcalloc(c->n_participants + 1, sizeof *ws);
+        for (size_t k = 0; k < c->n_updates; k++) ws[c->updates[k].slot] = (float)w[k];
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)c->n_participants, (int)c->P, 1.0f, c->U, (int)c->P, ws, 1,
+                    0.0f, sum, 1);
+        free(ws);
+        return 0;
+    }
+    float *buf = cc_xalloc_floats(c->P);
+    int rc = 0;
+    if (c->per_class != 3) { /* stream Δ̃_k from the journal */
+        for (size_t k = 0; k < c->n_updates && !rc; k++) {
+            rc = s_read_vector(c, &c->updates[k], 0, buf, err);
+            if (!rc) cblas_saxpy((int)c->P, (float)w[k], buf, 1, sum, 1);
+        }
+        free(buf);
+        return rc;
+    }
+    /* §6.3 federation mode: per class, A_c = Σ_k w_k Δ_kc; the class part is
+     * s·Σ_c A_c/‖A_c‖ with s keeping the norm of Σ_c A_c; the regulariser parts add as is. */
+    float *cls = cc_xalloc_floats(c->P), *plain = cc_xalloc_floats(c->P);
+    memset(plain, 0, c->P * sizeof(float));
+    int C = c->spec.n_classes;
+    for (int v = 0; v <= C && !rc; v++) {
+        memset(cls, 0, c->P * sizeof(float));
+        for (size_t k = 0; k < c->n_updates && !rc; k++) {
+            rc = s_read_vector(c, &c->updates[k], (size_t)v, buf, err);
+            if (!rc) cblas_saxpy((int)c->P, (float)w[k], buf, 1, cls, 1);
+        }
+        if (rc || v == C) break;
+        cblas_saxpy((int)c->P, 1.0f, cls, 1, plain, 1);
+        double norm = wire_l2norm(cls, c->P);
+        if (norm > 0) cblas_saxpy((int)c->P, (float)(1.0 / norm), cls, 1, sum, 1);
+    }
+    if (!rc) {
+        double unit = wire_l2norm(sum, c->P), target = wire_l2norm(plain, c->P);
+        cblas_sscal((int)c->P, unit > 0 ? (float)(target / unit) : 0.0f, sum, 1);
+        cblas_saxpy((int)c->P, 1.0f, cls, 1, sum, 1); /* cls holds Σ_k w_k Δ_k,reg */
+    }
+    free(cls), free(plain), free(buf);
+    return rc;
 }
 
 int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
     qsort(c->updates, c->n_updates, sizeof *c->updates, s_by_id);
-    double total = 0.0;
-    for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
-    float *delta = cc_xalloc_floats(c->P), *sum = cc_xalloc_floats(c->P);
-    memset(sum, 0, c->P * sizeof(float));
     int rc = 0;
-    for (size_t k = 0; k < c->n_updates && rc == 0; k++) {
-        const coord_update_t *u = &c->updates[k];
-        size_t from;
-        weights[k] = (double)u->n_samples / total;
-        rc = s_delta_offset(c, u, &from, err);
-        if (!rc) rc = journal_read(c->journal, &u->rec, from, delta, c->P * sizeof(float), err);
-        if (!rc) cblas_saxpy((int)c->P, (float)weights[k], delta, 1, sum, 1);
+    if (c->fedce) {
+        rc = s_fedce_weights(c, weights, err);
+    } else {
+        double total = 0.0;
+        for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
+        for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
     }
+    float *sum = rc ? NULL : cc_xalloc_floats(c->P);
+    if (!rc) rc = s_weighted_sum(c, weights, sum, err);
     if (!rc) {
         cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, c->params, 1);
         wire_digest_floats(c->digest, c->params, c->P);
     }
-    free(delta);
     free(sum);
     return rc;
 }

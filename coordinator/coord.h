@@ -15,6 +15,8 @@
  *   After `rounds` rounds: DONE (export the model, tell every client, exit).
  *
  *   WAITING   waiting for min_clients welcomed clients (join_timeout_s only logs a warning)
+ *   STATS     alignment on (§6.2): collecting head statistics (phase 1, then phase 2 for
+ *             HGP) before the training tasks go out with the pooled targets
  *   TRAINING  tasks sent to the round's participants; collecting updates until the deadline
  *   EXTENDED  the deadline passed without quorum once; one extension of extension_s
  *   DONE      all rounds finished */
@@ -32,7 +34,7 @@
 #include "model.h"
 #include "transport.h"
 
-typedef enum { COORD_WAITING, COORD_TRAINING, COORD_EXTENDED, COORD_DONE } coord_state_t;
+typedef enum { COORD_WAITING, COORD_STATS, COORD_TRAINING, COORD_EXTENDED, COORD_DONE } coord_state_t;
 
 /* Rejection reasons, counted for the metrics endpoint and the logs. */
 typedef enum {
@@ -54,6 +56,10 @@ typedef struct {
 
 typedef struct {
     char id[WIRE_MAX_ID + 1];
+    size_t slot;               /* participant index (participants are sorted by id) */
+    double data_score;         /* b_k reported by the client (FedCE), 1 if none */
+    int has_score;
+    uint64_t upload_bytes;     /* bytes of the Update message */
     journal_record_t rec;      /* the update record in the journal */
     uint64_t n_samples;
     double update_norm;
@@ -70,6 +76,15 @@ typedef struct {
     long min_clients;
     double quorum, join_timeout_s, deadline_s, extension_s, server_lr, max_norm;
     int standardize;           /* 0 none, 1 local, 2 federated */
+    int fedce;                 /* [aggregation] weighting = fedce (§6.1) */
+    int fedce_mode;            /* fedce_mode_t: plus | times */
+    char fedce_metric[32];
+    unsigned align_variants;   /* §6.2: ALIGN_* bit mask, 0 = off */
+    float align_alpha, align_beta;
+    int per_class;             /* §6.3: 0 off, 1 client, 2 server, 3 federation */
+    char per_class_name[16];
+    char *ledger_path;         /* contribution ledger (JSON lines), NULL = off */
+    int keep_updates;          /* archive accepted updates as safetensors */
     int curve;
     Concord__TrainSettings training;
     char optimizer[16];
@@ -103,6 +118,22 @@ typedef struct {
     coord_client_t *clients;   /* one per enrolled key, same order as enrolment */
     size_t n_clients;
 
+    /* §6.2 alignment of the open round; per-participant arrays are indexed by slot */
+    size_t L;                  /* head statistics length C*(d+1) */
+    float *stat_g, *stat_D, *stat_Hg;      /* (n_clients, L) */
+    uint64_t *stat_n;          /* (n_clients) samples behind each participant's statistics */
+    uint8_t *stat_have;        /* (n_clients) bit 1: phase-1 stats, bit 2: phase-2 stats */
+    float *target_g, *target_D, *target_Hg; /* (L) the pooled targets */
+    double *gap_g, *gap_d;     /* (n_clients) ‖g_k − ḡ‖, ‖D_k − D̄‖ */
+    int stats_phase;           /* 1 or 2 while in COORD_STATS */
+    int targets_ready;
+
+    /* §6.1 FedCE */
+    void *fedce_reg;           /* fedce_client_t (n_clients), enrolment order */
+    int64_t *fedce_round;      /* (n_clients) round each coefficient refers to, −1: none */
+    double *fedce_cos, *fedce_a, *fedce_b;  /* (n_clients) this round, by slot, for history */
+    float *U;                  /* (n_clients, P) Δ̃ of the open round by slot (FedCE only) */
+
     /* evaluation */
     dataset_t *test;           /* optional held-out evaluation set (raw features) */
 
@@ -126,14 +157,28 @@ void coord_clients_init(coord_t *c);
 void coord_clients_free(coord_t *c);
 size_t coord_clients_welcomed(const coord_t *c);
 
-/* aggregate.c: θ += η_s Σ_k w_k Δ_k over the journaled updates in client-id order. */
+/* aggregate.c: θ += η_s Σ_k w_k Δ̃_k in client-id order; FedAvg weights n_k/N streamed
+ * from the journal, or FedCE weights from the in-memory updates (U). */
 int coord_aggregate(coord_t *c, double *weights_out, cc_err_t *err);
+/* The FedCE registry index of a client id, or −1. */
+long coord_client_index(const coord_t *c, const char *id);
+
+/* phases.c: the alignment statistics phases (§6.2) */
+void coord_stats_begin(coord_t *c);
+void coord_handle_stats(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg);
+void coord_stats_deadline(coord_t *c);
+void coord_send_task(coord_t *c, const char *id, int phase);
+void coord_begin_training(coord_t *c);
+size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */
+int coord_journal_add_targets(coord_t *c, cc_err_t *err);
 
 /* persist.c */
 int coord_checkpoint_save(coord_t *c, cc_err_t *err);
 int coord_checkpoint_load(coord_t *c, cc_err_t *err);   /* 1 = fresh start */
 int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err);
-int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *delta,
+/* Journals an accepted update: n_vectors vectors of P floats (1: Δ̃; C+1: the per-class
+ * parts of §6.3 federation mode). */
+int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *vectors, size_t n_vectors,
                              journal_record_t *rec, cc_err_t *err);
 int coord_journal_add_open(coord_t *c, cc_err_t *err);
 int coord_export(coord_t *c, cc_err_t *err);

@@ -93,16 +93,29 @@ static json_t *s_global(coord_t *c) {
     return j;
 }
 
+static json_t *s_num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
 static json_t *s_clients(const coord_t *c, const double *weights, json_t *weight_map) {
     json_t *clients = json_object();
     for (size_t k = 0; k < c->n_updates; k++) {
         const coord_update_t *u = &c->updates[k];
         double w = weights ? weights[k] : 0.0;
         json_object_set_new(weight_map, u->id, json_real(w));
-        json_t *cl = json_pack("{s:f, s:I, s:f, s:f, s:f, s:o}", "weight", w, "n_samples",
+        json_t *cl = json_pack("{s:f, s:I, s:f, s:f, s:f, s:I, s:o}", "weight", w, "n_samples",
                                (json_int_t)u->n_samples, "update_norm", u->update_norm, "train_seconds",
-                               u->train_seconds, "arrival_s", u->arrival, "val", s_metrics(&u->val));
+                               u->train_seconds, "arrival_s", u->arrival, "upload_bytes",
+                               (json_int_t)u->upload_bytes, "val", s_metrics(&u->val));
         if (u->has_test) json_object_set_new(cl, "test", s_metrics(&u->test));
+        size_t slot = u->slot;
+        if (c->fedce && slot < c->n_clients) {
+            json_object_set_new(cl, "fedce_cos", s_num_or_null(c->fedce_cos[slot]));
+            json_object_set_new(cl, "fedce_grad", s_num_or_null(c->fedce_a[slot]));
+            json_object_set_new(cl, "fedce_data", s_num_or_null(c->fedce_b[slot]));
+        }
+        if (c->align_variants && slot < c->n_clients) {
+            json_object_set_new(cl, "gap_g", s_num_or_null(c->gap_g[slot]));
+            json_object_set_new(cl, "gap_d", s_num_or_null(c->gap_d[slot]));
+        }
         json_object_set_new(clients, u->id, cl);
     }
     return clients;
@@ -124,6 +137,12 @@ void coord_history_append(coord_t *c, const char *status, const double *weights,
         "federated", s_federated(c, 0), "federated_test", s_federated(c, 1), "global", s_global(c),
         "duration_s", duration, "slowest_client", slowest ? slowest->id : "",
         "slowest_train_s", slowest ? slowest->train_seconds : 0.0, "model_digest", hex);
+    json_object_set_new(line, "weighting", json_string(c->fedce ? "fedce" : "fedavg"));
+    json_object_set_new(line, "per_class", json_string(c->per_class_name));
+    json_object_set_new(line, "alignment", json_integer((json_int_t)c->align_variants));
+    uint64_t upload = 0;
+    for (size_t k = 0; k < c->n_updates; k++) upload += c->updates[k].upload_bytes;
+    json_object_set_new(line, "upload_bytes", json_integer((json_int_t)upload));
     char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(10));
     FILE *fp = fopen(c->history_path, "a");
     if (!fp || fprintf(fp, "%s\n", text) < 0 || fflush(fp) != 0)

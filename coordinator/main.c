@@ -7,6 +7,7 @@
  * counters. SIGTERM/SIGINT stop the loop cleanly: state is always on disk already. */
 #include <cblas.h>
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include <sys/stat.h>
 
 #include "coord.h"
+#include "fedce.h"
+#include "head_stats.h"
 #include "log.h"
 
 static volatile sig_atomic_t s_signal;
@@ -45,7 +48,15 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "training.weight_decay", "0", "L2 weight decay");
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
-    config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts)");
+    config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
+    config_declare(cfg, "fedce.combine", "plus", "plus: w = (a + b)/2 | times: w = a * b");
+    config_declare(cfg, "fedce.metric", "balanced_accuracy", "the clients' minus-model score: balanced_accuracy | accuracy | macro_f1 | loss");
+    config_declare(cfg, "alignment.variants", "none", "none, or a comma list of gradient, hessian_diag, hgp (DESIGN 6.2)");
+    config_declare(cfg, "alignment.alpha", "1e-4", "weight of the Hessian terms (hessian_diag, hgp)");
+    config_declare(cfg, "alignment.beta", "5e-3", "weight of the gradient term");
+    config_declare(cfg, "per_class.mode", "off", "off | client (PCN-SGD) | server (per client) | federation (after weighting), DESIGN 6.3");
+    config_declare(cfg, "storage.ledger", "ledger.jsonl", "contribution ledger, one signed line per round (empty: off)");
+    config_declare(cfg, "storage.keep_updates", "false", "archive every accepted update as safetensors under state_dir/updates");
     config_declare(cfg, "security.identity", "coordinator.key", "the coordinator's secret key file");
     config_declare(cfg, "security.curve", "true", "CURVE encryption and ZAP authentication");
     config_declare(cfg, "storage.state_dir", "state", "checkpoints and the round journal");
@@ -144,11 +155,35 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     c->training.seed = c->seed;
     rc = rc ? rc : config_get_double(g, "aggregation.server_lr", 0.0, 1e3, &c->server_lr, err);
     rc = rc ? rc : config_get_double(g, "aggregation.max_update_norm", 0.0, 1e30, &c->max_norm, err);
-    rc = rc ? rc : config_get_choice(g, "aggregation.weighting", "fedavg", &idx, err);
+    c->training.server_lr = (float)c->server_lr;
+    rc = rc ? rc : config_get_choice(g, "aggregation.weighting", "fedavg|fedce", &c->fedce, err);
+    rc = rc ? rc : config_get_choice(g, "fedce.combine", "plus|times", &idx, err);
+    if (!rc && fedce_mode_parse(idx ? "times" : "plus", (fedce_mode_t *)&c->fedce_mode))
+        rc = cc_err_set(err, CC_ERR_ARG, "[fedce] combine");
+    rc = rc ? rc : config_get_choice(g, "fedce.metric", "balanced_accuracy|accuracy|macro_f1|loss", &idx, err);
+    if (!rc) snprintf(c->fedce_metric, sizeof c->fedce_metric, "%s", config_get(g, "fedce.metric"));
+    rc = rc ? rc : config_get_str(g, "alignment.variants", &str, err);
+    if (!rc && align_variants_parse(str, &c->align_variants))
+        rc = cc_err_set(err, CC_ERR_ARG, "%s: [alignment] variants: expected none or a comma list of gradient, "
+                        "hessian_diag, hgp, got \"%s\"", config_origin(g, "alignment.variants"), str);
+    rc = rc ? rc : config_get_double(g, "alignment.alpha", 0.0, 1e6, &d, err);
+    c->align_alpha = (float)d;
+    rc = rc ? rc : config_get_double(g, "alignment.beta", 0.0, 1e6, &d, err);
+    c->align_beta = (float)d;
+    rc = rc ? rc : config_get_choice(g, "per_class.mode", "off|client|server|federation", &c->per_class, err);
+    if (!rc) snprintf(c->per_class_name, sizeof c->per_class_name, "%s", config_get(g, "per_class.mode"));
+    rc = rc ? rc : config_get_bool(g, "storage.keep_updates", &c->keep_updates, err);
     rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
     rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);
     c->keep_checkpoints = (int)l;
     rc = rc ? rc : config_get_str(g, "federation.bind", &str, err);
+    /* What every task tells the clients about this federation's methods. */
+    c->training.per_class = c->per_class_name;
+    c->training.align_variants = c->align_variants;
+    c->training.align_alpha = c->align_alpha;
+    c->training.align_beta = c->align_beta;
+    c->training.fedce = c->fedce != 0;
+    c->training.fedce_metric = c->fedce_metric;
     return rc;
 }
 
@@ -175,6 +210,9 @@ static int s_model_spec(coord_t *c, cc_err_t *err) {
     rc = model_spec_parse(arch, &c->spec, err);
     model_t *m = rc ? NULL : model_new(&c->spec, err);
     if (!m) return rc ? rc : CC_ERR_ARG;
+    if (c->per_class >= 2 && c->spec.n_classes >= WIRE_MAX_TENSORS)
+        return cc_err_set(err, CC_ERR_ARG, "[per_class] mode = %s sends one tensor per class: at most %d classes",
+                          c->per_class_name, WIRE_MAX_TENSORS - 1);
     model_init(m, c->seed); /* θ_0 comes from the seed */
     c->P = m->n_params;
     c->params = cc_xalloc_floats(c->P);
@@ -202,6 +240,7 @@ static int s_paths(coord_t *c, s_paths_t *p, cc_err_t *err) {
     p->identity = config_get_path(c->cfg, "security.identity");
     p->test_data = config_get_path(c->cfg, "metrics.test_data");
     p->test_labels = config_get_path(c->cfg, "metrics.test_labels");
+    c->ledger_path = config_get_path(c->cfg, "storage.ledger");
     const char *bind = config_get(c->cfg, "metrics.http_bind");
     p->http_bind = cc_xstrdup(bind ? bind : "");
     if (!p->state_dir || !p->history || !p->export_prefix || !p->enrolment || !p->identity)
@@ -304,6 +343,30 @@ static void s_loop(coord_t *c) {
     }
 }
 
+/* Per-round and per-client arrays of §6.1 / §6.2 (sized by the enrolment). */
+static void s_alloc_round_state(coord_t *c) {
+    size_t n = c->n_clients + 1;
+    model_t *m = model_new(&c->spec, NULL);
+    c->L = head_stats_len(m);
+    model_destroy(&m);
+    c->participants = cc_xcalloc(n, sizeof *c->participants);
+    c->updates = cc_xcalloc(n, sizeof *c->updates);
+    c->stat_g = cc_xalloc_floats(n * c->L), c->stat_D = cc_xalloc_floats(n * c->L), c->stat_Hg = cc_xalloc_floats(n * c->L);
+    c->stat_n = cc_xcalloc(n, sizeof *c->stat_n);
+    c->stat_have = cc_xcalloc(n, 1);
+    c->target_g = cc_xalloc_floats(c->L), c->target_D = cc_xalloc_floats(c->L), c->target_Hg = cc_xalloc_floats(c->L);
+    c->gap_g = cc_xcalloc(n, sizeof *c->gap_g), c->gap_d = cc_xcalloc(n, sizeof *c->gap_d);
+    c->fedce_reg = cc_xcalloc(n, sizeof(fedce_client_t));
+    c->fedce_round = cc_xcalloc(n, sizeof *c->fedce_round);
+    for (size_t i = 0; i < n; i++) c->fedce_round[i] = -1, c->gap_g[i] = c->gap_d[i] = NAN;
+    c->fedce_cos = cc_xcalloc(n, sizeof(double)), c->fedce_a = cc_xcalloc(n, sizeof(double));
+    c->fedce_b = cc_xcalloc(n, sizeof(double));
+    if (c->fedce) { /* the round's updates in memory, one row per participant slot */
+        c->U = cc_xalloc_floats(c->n_clients * c->P);
+        memset(c->U, 0, c->n_clients * c->P * sizeof(float));
+    }
+}
+
 static void s_teardown(coord_t *c) {
     coord_http_stop();
     journal_close(&c->journal);
@@ -317,8 +380,12 @@ static void s_teardown(coord_t *c) {
     dataset_destroy(&c->test);
     config_destroy(&c->cfg);
     free(c->params);
+    free(c->ledger_path);
     free(c->participants);
     free(c->updates);
+    free(c->stat_g), free(c->stat_D), free(c->stat_Hg), free(c->stat_n), free(c->stat_have);
+    free(c->target_g), free(c->target_D), free(c->target_Hg), free(c->gap_g), free(c->gap_d);
+    free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
 }
 
 static int s_run(coord_t *c, s_paths_t *p) {
@@ -330,8 +397,7 @@ static int s_run(coord_t *c, s_paths_t *p) {
     rc = rc ? rc : s_network(c, p, &err);
     if (!rc) {
         coord_clients_init(c);
-        c->participants = cc_xcalloc(c->n_clients + 1, sizeof *c->participants);
-        c->updates = cc_xcalloc(c->n_clients + 1, sizeof *c->updates);
+        s_alloc_round_state(c);
         rc = s_recover(c, &err);
     }
     if (!rc && p->http_bind[0]) rc = coord_http_start(c, p->http_bind, &err);

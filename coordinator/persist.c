@@ -8,6 +8,7 @@
  *    only after the record is durable (JOURNAL-1), so a coordinator killed mid-round replays
  *    the accepted updates and asks only the missing clients. */
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include "checkpoint.h"
 #include "fileio.h"
 #include "coord.h"
+#include "fedce.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -25,11 +27,20 @@ static json_t *s_meta_json(const coord_t *c) {
     json_t *seqs = json_object();
     for (size_t i = 0; i < c->n_clients; i++)
         json_object_set_new(seqs, c->clients[i].id, json_integer((json_int_t)c->clients[i].last_seq));
-    return json_pack("{s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:o}", "round", (json_int_t)c->round,
+    json_t *fedce = json_object();
+    const fedce_client_t *reg = c->fedce_reg;
+    for (size_t i = 0; i < c->n_clients; i++)
+        json_object_set_new(fedce, c->clients[i].id,
+                            json_pack("{s:f, s:b, s:f, s:I, s:I}", "coef", reg[i].coef, "seen", reg[i].seen, "cos_sum",
+                                      reg[i].cos.sum, "cos_n", (json_int_t)reg[i].cos.n, "round",
+                                      (json_int_t)c->fedce_round[i]));
+    json_t *meta = json_pack("{s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:o}", "round", (json_int_t)c->round,
                      "rounds_done", (json_int_t)c->rounds_done, "rounds_aborted",
                      (json_int_t)c->rounds_aborted, "arch", arch, "n_inputs",
                      (json_int_t)c->spec.n_inputs, "n_classes", (json_int_t)c->spec.n_classes,
                      "model_digest", hex, "last_seq", seqs);
+    json_object_set_new(meta, "fedce", fedce);
+    return meta;
 }
 
 int coord_checkpoint_save(coord_t *c, cc_err_t *err) {
@@ -73,9 +84,18 @@ static int s_restore_meta(coord_t *c, const char *text, size_t len, cc_err_t *er
         c->round = (uint64_t)json_integer_value(json_object_get(meta, "round"));
         c->rounds_done = (uint64_t)json_integer_value(json_object_get(meta, "rounds_done"));
         c->rounds_aborted = (uint64_t)json_integer_value(json_object_get(meta, "rounds_aborted"));
-        json_t *seqs = json_object_get(meta, "last_seq");
-        for (size_t i = 0; i < c->n_clients; i++)
+        json_t *seqs = json_object_get(meta, "last_seq"), *fedce = json_object_get(meta, "fedce");
+        fedce_client_t *reg = c->fedce_reg;
+        for (size_t i = 0; i < c->n_clients; i++) {
             c->clients[i].last_seq = (uint64_t)json_integer_value(json_object_get(seqs, c->clients[i].id));
+            json_t *f = json_object_get(fedce, c->clients[i].id);
+            if (!f) continue;
+            reg[i].coef = json_real_value(json_object_get(f, "coef"));
+            reg[i].seen = json_is_true(json_object_get(f, "seen"));
+            reg[i].cos.sum = json_real_value(json_object_get(f, "cos_sum"));
+            reg[i].cos.n = (uint64_t)json_integer_value(json_object_get(f, "cos_n"));
+            c->fedce_round[i] = (int64_t)json_integer_value(json_object_get(f, "round"));
+        }
     }
     json_decref(meta);
     return rc;
@@ -142,15 +162,69 @@ static void s_metrics_from_json(json_t *j, Concord__Metrics *m) {
     m->macro_f1 = json_real_value(json_object_get(j, "macro_f1"));
 }
 
-int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *delta,
+int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *vectors, size_t n_vectors,
                              journal_record_t *rec, cc_err_t *err) {
-    json_t *hdr = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:o}", "type", "update", "client", u->id,
-                            "seq", (json_int_t)coord_client_find(c, u->id)->last_seq, "n_samples",
-                            (json_int_t)u->n_samples, "norm", u->update_norm, "train_seconds",
-                            u->train_seconds, "arrival", u->arrival, "val", s_metrics_json(&u->val));
+    json_t *hdr = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:o, s:I, s:f, s:b, s:I}", "type", "update",
+                            "client", u->id, "seq", (json_int_t)coord_client_find(c, u->id)->last_seq, "n_samples",
+                            (json_int_t)u->n_samples, "norm", u->update_norm, "train_seconds", u->train_seconds,
+                            "arrival", u->arrival, "val", s_metrics_json(&u->val), "vectors", (json_int_t)n_vectors,
+                            "data_score", u->data_score, "has_score", u->has_score, "upload_bytes",
+                            (json_int_t)u->upload_bytes);
     if (u->has_test) json_object_set_new(hdr, "test", s_metrics_json(&u->test));
-    int rc = s_append(c, hdr, delta, c->P, rec, err);
+    int rc = s_append(c, hdr, vectors, n_vectors * c->P, rec, err);
     json_decref(hdr);
+    return rc;
+}
+
+static json_t *s_doubles(const double *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, isfinite(v[i]) ? json_real(v[i]) : json_null());
+    return a;
+}
+
+int coord_journal_add_targets(coord_t *c, cc_err_t *err) {
+    json_t *n = json_array();
+    for (size_t i = 0; i < c->n_participants; i++) json_array_append_new(n, json_integer((json_int_t)c->stat_n[i]));
+    json_t *hdr = json_pack("{s:s, s:o, s:o, s:o}", "type", "targets", "gap_g", s_doubles(c->gap_g, c->n_participants),
+                            "gap_d", s_doubles(c->gap_d, c->n_participants), "stat_n", n);
+    float *t = cc_xalloc_floats(3 * c->L);
+    memcpy(t, c->target_g, c->L * sizeof(float));
+    memcpy(t + c->L, c->target_D, c->L * sizeof(float));
+    memcpy(t + 2 * c->L, c->target_Hg, c->L * sizeof(float));
+    int rc = s_append(c, hdr, t, 3 * c->L, NULL, err);
+    free(t);
+    json_decref(hdr);
+    return rc;
+}
+
+static void s_replay_targets(coord_t *c, json_t *hdr, const journal_record_t *rec, size_t hlen, cc_err_t *err) {
+    json_t *gg = json_object_get(hdr, "gap_g"), *gd = json_object_get(hdr, "gap_d");
+    for (size_t i = 0; i < c->n_participants; i++) {
+        json_t *a = json_array_get(gg, i), *b = json_array_get(gd, i);
+        c->gap_g[i] = json_is_number(a) ? json_number_value(a) : NAN;
+        c->gap_d[i] = json_is_number(b) ? json_number_value(b) : NAN;
+    }
+    size_t from = sizeof(uint32_t) + hlen;
+    if (from + 3 * c->L * sizeof(float) == rec->length &&
+        journal_read(c->journal, rec, from, c->target_g, c->L * sizeof(float), err) == 0 &&
+        journal_read(c->journal, rec, from + c->L * sizeof(float), c->target_D, c->L * sizeof(float), err) == 0 &&
+        journal_read(c->journal, rec, from + 2 * c->L * sizeof(float), c->target_Hg, c->L * sizeof(float), err) == 0)
+        c->targets_ready = 1;
+}
+
+/* Refills the update's row of U (FedCE) from the journal: Δ̃, or in federation mode the
+ * sum of its per-class parts. */
+static int s_replay_row(coord_t *c, const coord_update_t *u, size_t hlen, size_t n_vec, cc_err_t *err) {
+    if (!c->U || u->slot == SIZE_MAX) return 0;
+    float *row = c->U + u->slot * c->P, *buf = cc_xalloc_floats(c->P);
+    memset(row, 0, c->P * sizeof(float));
+    int rc = 0;
+    for (size_t v = 0; v < n_vec && !rc; v++) {
+        rc = journal_read(c->journal, &u->rec, sizeof(uint32_t) + hlen + v * c->P * sizeof(float), buf,
+                          c->P * sizeof(float), err);
+        for (size_t i = 0; !rc && i < c->P; i++) row[i] += buf[i];
+    }
+    free(buf);
     return rc;
 }
 
@@ -170,30 +244,40 @@ static int s_replay_record(coord_t *c, const journal_record_t *rec, cc_err_t *er
     if (type && strcmp(type, "open") == 0) {
         json_t *ids = json_object_get(hdr, "participants");
         c->n_participants = json_array_size(ids);
-        c->participants = cc_xrealloc(c->participants, (c->n_participants + 1) * sizeof *c->participants);
+        if (c->n_participants > c->n_clients) return json_decref(hdr), cc_err_set(err, CC_ERR_CORRUPT, "journal: more participants than enrolled clients");
         for (size_t i = 0; i < c->n_participants; i++)
             snprintf(c->participants[i], sizeof c->participants[i], "%s",
                      json_string_value(json_array_get(ids, i)) ? json_string_value(json_array_get(ids, i)) : "");
-    } else if (type && strcmp(type, "update") == 0) {
+    } else if (type && strcmp(type, "targets") == 0) {
+        s_replay_targets(c, hdr, rec, hlen, err);
+    } else if (type && strcmp(type, "update") == 0 && c->n_updates < c->n_clients) {
         coord_update_t *u = &c->updates[c->n_updates];
         memset(u, 0, sizeof *u);
         const char *id = json_string_value(json_object_get(hdr, "client"));
         snprintf(u->id, sizeof u->id, "%s", id ? id : "");
         u->rec = *rec;
+        u->slot = coord_slot(c, u->id);
         u->n_samples = (uint64_t)json_integer_value(json_object_get(hdr, "n_samples"));
         u->update_norm = json_real_value(json_object_get(hdr, "norm"));
         u->train_seconds = json_real_value(json_object_get(hdr, "train_seconds"));
         u->arrival = json_real_value(json_object_get(hdr, "arrival"));
+        u->data_score = json_real_value(json_object_get(hdr, "data_score"));
+        u->has_score = json_is_true(json_object_get(hdr, "has_score"));
+        u->upload_bytes = (uint64_t)json_integer_value(json_object_get(hdr, "upload_bytes"));
         s_metrics_from_json(json_object_get(hdr, "val"), &u->val);
         u->has_test = json_object_get(hdr, "test") != NULL;
         if (u->has_test) s_metrics_from_json(json_object_get(hdr, "test"), &u->test);
         coord_client_t *cl = coord_client_find(c, u->id);
         uint64_t seq = (uint64_t)json_integer_value(json_object_get(hdr, "seq"));
+        size_t n_vec = (size_t)json_integer_value(json_object_get(hdr, "vectors"));
         if (cl && seq > cl->last_seq) cl->last_seq = seq;
-        if (cl) c->n_updates++;
+        if (cl && u->slot != SIZE_MAX) {
+            rc = s_replay_row(c, u, hlen, n_vec ? n_vec : 1, err);
+            c->n_updates++;
+        }
     }
     json_decref(hdr);
-    return 0;
+    return rc;
 }
 
 int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err) {

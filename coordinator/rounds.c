@@ -4,6 +4,7 @@
  * connection's CURVE identity and routing id equal to sender_id, seq strictly increasing)
  * before any handler sees it; a failure is a Nack with a reason, a log line and a counter,
  * and never touches the model. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,11 @@
 #include "coord.h"
 #include "log.h"
 #include "msg.h"
+#include "pcn.h"
 
 #define COUNT(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
 
-static const char *s_state_names[] = {"waiting", "training", "extended", "done"};
+static const char *s_state_names[] = {"waiting", "stats", "training", "extended", "done"};
 
 const char *coord_reject_name(coord_reject_t r) {
     static const char *names[REJ_COUNT] = {"signature", "unknown_sender", "replay", "round", "digest",
@@ -63,34 +65,7 @@ static int s_has_update(const coord_t *c, const char *id) {
     return 0;
 }
 
-/* ---- tasks --------------------------------------------------------------------------- */
-
-static void s_send_task(coord_t *c, const char *id) {
-    Concord__Task task = CONCORD__TASK__INIT;
-    Concord__TensorInfo ti[3] = {CONCORD__TENSOR_INFO__INIT, CONCORD__TENSOR_INFO__INIT, CONCORD__TENSOR_INFO__INIT};
-    Concord__TensorInfo *tp[3] = {&ti[0], &ti[1], &ti[2]};
-    uint32_t pshape = (uint32_t)c->P, dshape = (uint32_t)c->spec.n_inputs;
-    wire_frame_t frames[3] = {{c->params, c->P}};
-    size_t n = 1;
-    ti[0].name = "params", ti[0].n_shape = 1, ti[0].shape = &pshape;
-    if (c->std && c->standardize == 2) {
-        ti[1].name = "std_mean", ti[1].n_shape = 1, ti[1].shape = &dshape;
-        ti[2].name = "std_std", ti[2].n_shape = 1, ti[2].shape = &dshape;
-        frames[1] = (wire_frame_t){c->std->mean, c->std->d};
-        frames[2] = (wire_frame_t){c->std->std, c->std->d};
-        n = 3;
-    }
-    task.round = c->round;
-    task.phase = 0;
-    task.model_digest.data = c->digest;
-    task.model_digest.len = WIRE_DIGEST_BYTES;
-    task.n_tensors = n;
-    task.tensors = tp;
-    double left = c->deadline - cc_now();
-    task.deadline_ms = left > 0 ? (uint64_t)(left * 1000.0) : 0;
-    task.training = &c->training;
-    s_send(c, id, CONCORD__MSG_TYPE__MSG_TASK, &task.base, frames, n);
-}
+/* ---- round start ------------------------------------------------------------------ */
 
 /* Federated standardisation: pool the welcomed clients' sufficient statistics once, when
  * the first round starts; the result is part of every later checkpoint. */
@@ -105,6 +80,18 @@ static void s_fix_standardizer(coord_t *c) {
     cc_log_info("standardizer_fixed", "clients=%zu", coord_clients_welcomed(c));
 }
 
+static int s_by_id(const void *a, const void *b) { return strcmp(a, b); }
+
+/* Clears the per-round state of §6.1/§6.2 for a new round. */
+static void s_reset_round(coord_t *c) {
+    c->n_updates = 0;
+    c->targets_ready = 0;
+    c->stats_phase = 0;
+    memset(c->stat_have, 0, c->n_clients + 1);
+    for (size_t i = 0; i < c->n_clients; i++) c->gap_g[i] = c->gap_d[i] = NAN;
+    if (c->U) memset(c->U, 0, c->n_clients * c->P * sizeof(float));
+}
+
 int coord_start_round(coord_t *c) {
     cc_err_t err = {0};
     if (c->round == 0 && !c->std && c->standardize == 2) {
@@ -117,17 +104,18 @@ int coord_start_round(coord_t *c) {
     c->n_participants = 0;
     for (size_t i = 0; i < c->n_clients; i++)
         if (c->clients[i].welcomed) snprintf(c->participants[c->n_participants++], WIRE_MAX_ID + 1, "%s", c->clients[i].id);
-    c->n_updates = 0;
+    /* Slots in client-id order: sums over participants never depend on arrival order. */
+    qsort(c->participants, c->n_participants, sizeof *c->participants, s_by_id);
+    s_reset_round(c);
     if (coord_journal_add_open(c, &err)) {
         cc_log_error("journal_failed", "reason=\"%s\" action=\"round not started\"", err.msg);
         return -1;
     }
     c->round_start = cc_now();
-    c->deadline = c->round_start + c->deadline_s;
-    coord_set_state(c, COORD_TRAINING);
     cc_log_info("round_start", "round=%llu participants=%zu deadline_s=%.1f", (unsigned long long)c->round,
                 c->n_participants, c->deadline_s);
-    for (size_t i = 0; i < c->n_participants; i++) s_send_task(c, c->participants[i]);
+    if (c->align_variants) coord_stats_begin(c);
+    else coord_begin_training(c);
     return 0;
 }
 
@@ -218,6 +206,10 @@ void coord_tick(coord_t *c) {
         }
         return;
     }
+    if (c->state == COORD_STATS && now >= c->deadline) {
+        coord_stats_deadline(c);
+        return;
+    }
     if ((c->state != COORD_TRAINING && c->state != COORD_EXTENDED) || now < c->deadline) return;
     if (c->n_updates >= s_quorum(c)) {
         s_close_round(c);
@@ -233,7 +225,7 @@ void coord_tick(coord_t *c) {
 
 double coord_next_timeout(const coord_t *c) {
     double t = 1.0;
-    if (c->state == COORD_TRAINING || c->state == COORD_EXTENDED) {
+    if (c->state == COORD_STATS || c->state == COORD_TRAINING || c->state == COORD_EXTENDED) {
         double left = c->deadline - cc_now();
         if (left < t) t = left < 0 ? 0 : left;
     }
@@ -311,19 +303,11 @@ static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) 
     cc_log_info("client_welcomed", "client=%s n_train=%llu welcomed=%zu", cl->id, (unsigned long long)cl->n_train,
                 coord_clients_welcomed(c));
     /* A participant that (re)connects mid-round gets its task (again). */
-    if ((c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && s_is_participant(c, cl->id) &&
-        !s_has_update(c, cl->id))
-        s_send_task(c, cl->id);
-}
-
-/* The frame's floats, copied if the frame is not 4-byte aligned (*copy then owns them). */
-static const float *s_frame_floats(zmq_msg_t *part, float **copy) {
-    void *data = zmq_msg_data(part);
-    *copy = NULL;
-    if (((uintptr_t)data & 3u) == 0) return data;
-    *copy = cc_xmalloc(zmq_msg_size(part));
-    memcpy(*copy, data, zmq_msg_size(part));
-    return *copy;
+    size_t slot = coord_slot(c, cl->id);
+    if (slot != SIZE_MAX && c->state == COORD_STATS && !(c->stat_have[slot] & c->stats_phase))
+        coord_send_task(c, cl->id, c->stats_phase);
+    if (slot != SIZE_MAX && (c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && !s_has_update(c, cl->id))
+        coord_send_task(c, cl->id, 0);
 }
 
 /* Protocol-state checks of an Update; returns the reject kind or -1 when it is acceptable. */
@@ -338,12 +322,52 @@ static int s_check_update(const coord_t *c, const coord_client_t *cl, const wire
     if (s_has_update(c, cl->id)) return snprintf(reason, len, "update already accepted this round"), REJ_DUPLICATE;
     if (u->base_digest.len != WIRE_DIGEST_BYTES || memcmp(u->base_digest.data, c->digest, WIRE_DIGEST_BYTES) != 0)
         return snprintf(reason, len, "trained from another model than this round's"), REJ_DIGEST;
-    if (u->n_tensors != 1 || in->n_frames != 1 || !msg_tensor_is(u->tensors[0], "delta", c->P))
-        return snprintf(reason, len, "expected one tensor \"delta\" of %zu floats", c->P), REJ_SHAPE;
     if (u->n_samples == 0 || u->n_samples > cl->n_train + cl->n_val)
         return snprintf(reason, len, "n_samples %llu not in [1, %llu]", (unsigned long long)u->n_samples,
                         (unsigned long long)(cl->n_train + cl->n_val)), REJ_OTHER;
     return -1;
+}
+
+/* Tensor frames an update must carry in this federation's per-class mode: "delta", or
+ * "delta_c0" .. "delta_c{C-1}" and "delta_reg" (§6.3 server and federation modes). */
+static size_t s_expected_vectors(const coord_t *c) { return c->per_class >= 2 ? (size_t)c->spec.n_classes + 1 : 1; }
+
+static int s_check_tensors(const coord_t *c, const Concord__Update *u, const wire_in_t *in, char *reason, size_t len) {
+    size_t n = s_expected_vectors(c);
+    if (u->n_tensors != n || in->n_frames != n)
+        return snprintf(reason, len, "expected %zu tensors of %zu floats", n, c->P), REJ_SHAPE;
+    for (size_t i = 0; i < n; i++) {
+        char name[32];
+        if (n == 1) snprintf(name, sizeof name, "delta");
+        else if (i + 1 < n) snprintf(name, sizeof name, "delta_c%zu", i);
+        else snprintf(name, sizeof name, "delta_reg");
+        if (!msg_tensor_is(u->tensors[i], name, c->P))
+            return snprintf(reason, len, "tensor %zu should be \"%s\" of %zu floats", i, name, c->P), REJ_SHAPE;
+    }
+    return -1;
+}
+
+/* Copies the update's vectors (n, P) out of the frames (memcpy: frames may be unaligned),
+ * and forms Δ̃ (P) as aggregation uses it; returns ‖Σ vectors‖, the norm of the raw update. */
+static double s_update_vectors(const coord_t *c, const Concord__Update *u, transport_msg_t *msg, float *vec,
+                               float *delta) {
+    size_t n = s_expected_vectors(c), P = c->P;
+    for (size_t i = 0; i < n; i++) memcpy(vec + i * P, zmq_msg_data(&msg->parts[1 + i]), P * sizeof(float));
+    if (n == 1) {
+        memcpy(delta, vec, P * sizeof(float));
+        return wire_l2norm(delta, P);
+    }
+    memset(delta, 0, P * sizeof(float));
+    for (size_t i = 0; i < n; i++) cblas_saxpy((int)P, 1.0f, vec + i * P, 1, delta, 1);
+    double norm = wire_l2norm(delta, P);
+    if (c->per_class == 2) { /* server mode: normalise per client before weighting */
+        int C = c->spec.n_classes;
+        uint8_t *present = cc_xcalloc((size_t)C, 1);
+        for (int k = 0; k < C && (size_t)k < u->n_class_counts; k++) present[k] = u->class_counts[k] > 0;
+        pcn_server_normalize(delta, vec, vec + (size_t)C * P, present, C, P);
+        free(present);
+    }
+    return norm;
 }
 
 /* Copies the numbers only: the source belongs to a message about to be freed. */
@@ -368,6 +392,34 @@ static void s_fill_update(coord_update_t *rec, const coord_t *c, const char *id,
     s_copy_metrics(&rec->val, u->val_metrics);
     s_copy_metrics(&rec->test, u->test_metrics);
     rec->has_test = u->test_metrics != NULL;
+    rec->has_score = u->has_data_score && isfinite(u->data_score);
+    rec->data_score = rec->has_score ? u->data_score : 1.0;
+}
+
+/* Journals an acceptable update and acknowledges it. vec holds the vectors as received;
+ * the journal keeps Δ̃ (or, in federation mode, every per-class part). */
+static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Update *u, const float *vec,
+                            const float *delta, double norm, uint64_t bytes) {
+    coord_update_t *rec = &c->updates[c->n_updates];
+    cc_err_t err = {0};
+    s_fill_update(rec, c, cl->id, u, norm);
+    rec->slot = coord_slot(c, cl->id);
+    rec->upload_bytes = bytes;
+    int federation = c->per_class == 3;
+    if (coord_journal_add_update(c, rec, federation ? vec : delta, federation ? s_expected_vectors(c) : 1, &rec->rec, &err)) {
+        cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
+        s_nack(c, cl->id, REJ_OTHER, "coordinator could not store the update; it will be asked again");
+        return;
+    }
+    if (c->U) memcpy(c->U + rec->slot * c->P, delta, c->P * sizeof(float));
+    c->n_updates++;
+    COUNT(c->accepted_updates);
+    Concord__Ack ack = CONCORD__ACK__INIT;
+    ack.round = c->round;
+    s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+    cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu",
+                (unsigned long long)c->round, cl->id, (unsigned long long)u->n_samples, norm, c->n_updates,
+                c->n_participants);
 }
 
 static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg) {
@@ -378,34 +430,26 @@ static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in,
         return;
     }
     int kind = s_check_update(c, cl, in, u, reason, sizeof reason);
-    float *copy = NULL;
-    const float *delta = kind < 0 ? s_frame_floats(&msg->parts[1], &copy) : NULL;
-    double norm = delta ? wire_l2norm(delta, c->P) : 0.0;
-    if (kind < 0 && !(norm <= c->max_norm)) {
-        snprintf(reason, sizeof reason, "update norm %.4g over the bound %.4g", norm, c->max_norm);
-        kind = REJ_NORM;
-    }
-    if (kind >= 0) {
-        s_nack(c, cl->id, (coord_reject_t)kind, reason);
-    } else {
-        coord_update_t *rec = &c->updates[c->n_updates];
-        cc_err_t err = {0};
-        s_fill_update(rec, c, cl->id, u, norm);
-        if (coord_journal_add_update(c, rec, delta, &rec->rec, &err)) {
-            cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
-            s_nack(c, cl->id, REJ_OTHER, "coordinator could not store the update; it will be asked again");
-        } else {
-            c->n_updates++;
-            COUNT(c->accepted_updates);
-            Concord__Ack ack = CONCORD__ACK__INIT;
-            ack.round = c->round;
-            s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
-            cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu",
-                        (unsigned long long)c->round, cl->id, (unsigned long long)u->n_samples, norm, c->n_updates,
-                        c->n_participants);
+    if (kind < 0) kind = s_check_tensors(c, u, in, reason, sizeof reason);
+    float *vec = NULL, *delta = NULL;
+    double norm = 0.0;
+    if (kind < 0) {
+        vec = cc_xalloc_floats(s_expected_vectors(c) * c->P);
+        delta = cc_xalloc_floats(c->P);
+        norm = s_update_vectors(c, u, msg, vec, delta);
+        if (!(norm <= c->max_norm)) {
+            snprintf(reason, sizeof reason, "update norm %.4g over the bound %.4g", norm, c->max_norm);
+            kind = REJ_NORM;
         }
     }
-    free(copy);
+    if (kind >= 0) s_nack(c, cl->id, (coord_reject_t)kind, reason);
+    else {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size(&msg->parts[i]);
+        s_accept_update(c, cl, u, vec, delta, norm, bytes);
+    }
+    free(vec);
+    free(delta);
     concord__update__free_unpacked(u, NULL);
     s_maybe_close(c);
 }
@@ -467,6 +511,10 @@ void coord_handle_message(coord_t *c, transport_msg_t *msg) {
     case CONCORD__MSG_TYPE__MSG_HELLO: s_handle_hello(c, cl, &in); break;
     case CONCORD__MSG_TYPE__MSG_UPDATE:
         if (cl->welcomed) s_handle_update(c, cl, &in, msg);
+        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
+        break;
+    case CONCORD__MSG_TYPE__MSG_STATS:
+        if (cl->welcomed) coord_handle_stats(c, cl, &in, msg);
         else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
         break;
     case CONCORD__MSG_TYPE__MSG_HEARTBEAT:

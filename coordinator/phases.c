@@ -1,0 +1,212 @@
+/* phases.c — what the coordinator sends in each phase of a round, and the alignment
+ * statistics phases of DESIGN §6.2:
+ *
+ *   phase 1   every participant returns g_k and D_k of its training data at θ_t;
+ *             ḡ = Σ π_k g_k, D̄ = Σ π_k D_k with π_k = n_k / Σ n_j over those who answered
+ *   phase 2   (HGP only) participants get ḡ and return H_k[ḡ]; H̄ḡ = Σ π_k H_k[ḡ]
+ *   phase 0   training tasks carry the targets; each client's gaps ‖g_k − ḡ‖, ‖D_k − D̄‖
+ *             go to the history and the ledger.
+ * The targets are journaled before any training task leaves, so a coordinator restarted
+ * mid-round sends the same targets to the clients it still waits for. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "align.h"
+#include "coord.h"
+#include "fedce.h"
+#include "head_stats.h"
+#include "log.h"
+#include "msg.h"
+
+size_t coord_slot(const coord_t *c, const char *id) {
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (strcmp(c->participants[i], id) == 0) return i;
+    return SIZE_MAX;
+}
+
+long coord_client_index(const coord_t *c, const char *id) {
+    for (size_t i = 0; i < c->n_clients; i++)
+        if (strcmp(c->clients[i].id, id) == 0) return (long)i;
+    return -1;
+}
+
+/* c_k for id's task: its weight in the last aggregation it took part in, and that round. */
+static void s_fedce_coef(const coord_t *c, const char *id, double *coef, uint64_t *round) {
+    long i = coord_client_index(c, id);
+    const fedce_client_t *reg = c->fedce_reg;
+    *coef = 0.0, *round = 0;
+    if (!c->fedce || i < 0 || !reg[i].seen || c->fedce_round[i] < 0) return;
+    *coef = reg[i].coef;
+    *round = (uint64_t)c->fedce_round[i];
+}
+
+void coord_send_task(coord_t *c, const char *id, int phase) {
+    Concord__Task task = CONCORD__TASK__INIT;
+    Concord__TensorInfo ti[6], *tp[6];
+    uint32_t pshape = (uint32_t)c->P, dshape = (uint32_t)c->spec.n_inputs, lshape = (uint32_t)c->L;
+    wire_frame_t frames[6];
+    const char *names[6];
+    uint32_t *shapes[6];
+    size_t n = 0;
+#define ADD(nm, ptr, len, shp) (names[n] = (nm), frames[n] = (wire_frame_t){(ptr), (len)}, shapes[n] = (shp), n++)
+    ADD("params", c->params, c->P, &pshape);
+    if (c->std && c->standardize == 2) {
+        ADD("std_mean", c->std->mean, c->std->d, &dshape);
+        ADD("std_std", c->std->std, c->std->d, &dshape);
+    }
+    if (phase == 2) ADD("align_g", c->target_g, c->L, &lshape);
+    if (phase == 0 && c->targets_ready) {
+        if (c->align_variants & ALIGN_GRADIENT) ADD("align_g", c->target_g, c->L, &lshape);
+        if (c->align_variants & ALIGN_HESS_DIAG) ADD("align_D", c->target_D, c->L, &lshape);
+        if (c->align_variants & ALIGN_HGP) ADD("align_Hg", c->target_Hg, c->L, &lshape);
+    }
+#undef ADD
+    for (size_t i = 0; i < n; i++) {
+        concord__tensor_info__init(&ti[i]);
+        ti[i].name = (char *)names[i], ti[i].n_shape = 1, ti[i].shape = shapes[i];
+        tp[i] = &ti[i];
+    }
+    task.round = c->round;
+    task.phase = (uint32_t)phase;
+    task.model_digest.data = c->digest;
+    task.model_digest.len = WIRE_DIGEST_BYTES;
+    task.n_tensors = n;
+    task.tensors = tp;
+    double left = c->deadline - cc_now();
+    task.deadline_ms = left > 0 ? (uint64_t)(left * 1000.0) : 0;
+    task.training = &c->training;
+    s_fedce_coef(c, id, &task.fedce_coef, &task.prev_round);
+    cc_err_t err = {0};
+    if (coord_seq_reserve(c, &err) ||
+        msg_send(c->router, id, &c->self, &c->seq, CONCORD__MSG_TYPE__MSG_TASK, c->round, &task.base, frames, n, &err))
+        cc_log_warn("send_failed", "peer=%s reason=\"%s\"", id, err.msg);
+}
+
+static int s_has_update(const coord_t *c, const char *id) {
+    for (size_t k = 0; k < c->n_updates; k++)
+        if (strcmp(c->updates[k].id, id) == 0) return 1;
+    return 0;
+}
+
+void coord_begin_training(coord_t *c) {
+    c->deadline = cc_now() + c->deadline_s;
+    coord_set_state(c, COORD_TRAINING);
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (!s_has_update(c, c->participants[i])) coord_send_task(c, c->participants[i], 0);
+}
+
+void coord_stats_begin(coord_t *c) {
+    c->stats_phase = 1;
+    c->deadline = cc_now() + c->deadline_s;
+    coord_set_state(c, COORD_STATS);
+    for (size_t i = 0; i < c->n_participants; i++) coord_send_task(c, c->participants[i], 1);
+}
+
+/* π_k-weighted mean of the answered slots' rows of stats into target; returns Σ n_k. */
+static uint64_t s_pool(const coord_t *c, const float *stats, uint8_t bit, float *target) {
+    const float **rows = cc_xcalloc(c->n_participants + 1, sizeof *rows);
+    double *w = cc_xcalloc(c->n_participants + 1, sizeof *w);
+    uint64_t total = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (c->stat_have[i] & bit) total += c->stat_n[i];
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (c->stat_have[i] & bit) rows[k] = stats + i * c->L, w[k++] = (double)c->stat_n[i] / (double)total;
+    align_targets_combine(target, rows, w, k, c->L);
+    free(rows);
+    free(w);
+    return total;
+}
+
+static size_t s_answered(const coord_t *c, uint8_t bit) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_participants; i++) n += (c->stat_have[i] & bit) != 0;
+    return n;
+}
+
+/* Phase 1 (and 2) complete: pool the targets, journal them, start the next phase. */
+static void s_phase_done(coord_t *c) {
+    cc_err_t err = {0};
+    if (c->stats_phase == 1) {
+        s_pool(c, c->stat_g, 1, c->target_g);
+        s_pool(c, c->stat_D, 1, c->target_D);
+        for (size_t i = 0; i < c->n_participants; i++) {
+            c->gap_g[i] = (c->stat_have[i] & 1) ? align_gap(c->stat_g + i * c->L, c->target_g, c->L) : NAN;
+            c->gap_d[i] = (c->stat_have[i] & 1) ? align_gap(c->stat_D + i * c->L, c->target_D, c->L) : NAN;
+        }
+        if (c->align_variants & ALIGN_HGP) {
+            c->stats_phase = 2;
+            c->deadline = cc_now() + c->deadline_s;
+            for (size_t i = 0; i < c->n_participants; i++) coord_send_task(c, c->participants[i], 2);
+            return;
+        }
+    } else {
+        s_pool(c, c->stat_Hg, 2, c->target_Hg);
+    }
+    c->targets_ready = 1;
+    if (coord_journal_add_targets(c, &err)) {
+        cc_log_error("journal_failed", "reason=\"%s\" action=stopping", err.msg);
+        c->stop = 2;
+        return;
+    }
+    cc_log_info("targets_ready", "round=%llu answered=%zu of=%zu", (unsigned long long)c->round,
+                s_answered(c, (uint8_t)c->stats_phase), c->n_participants);
+    coord_begin_training(c);
+}
+
+static int s_stats_tensor(const Concord__Stats *st, size_t n_frames, const char *name, size_t L, size_t *index) {
+    for (size_t i = 0; i < st->n_tensors && i < n_frames; i++)
+        if (msg_tensor_is(st->tensors[i], name, L)) return *index = i, 1;
+    return 0;
+}
+
+static void s_copy_frame(float *dst, transport_msg_t *msg, size_t i, size_t n) {
+    memcpy(dst, zmq_msg_data(&msg->parts[1 + i]), n * sizeof(float)); /* memcpy: frames may be unaligned */
+}
+
+void coord_handle_stats(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg) {
+    Concord__Stats *st = concord__stats__unpack(NULL, in->body_len, in->body);
+    size_t slot = coord_slot(c, cl->id), ig = 0, iD = 0, iH = 0;
+    const char *why = NULL;
+    if (!st) why = "Stats body does not decode";
+    else if (c->state != COORD_STATS || st->round != c->round || in->round != c->round) why = "no statistics phase is open for that round";
+    else if (slot == SIZE_MAX) why = "not a participant of this round";
+    else if (st->phase != (uint32_t)c->stats_phase) why = "statistics of another phase";
+    else if (c->stat_have[slot] & c->stats_phase) why = "statistics already received";
+    else if (st->n_samples == 0 || st->n_samples > cl->n_train) why = "n_samples out of range";
+    else if (st->n_tensors != in->n_frames ||
+             (c->stats_phase == 1 && !(s_stats_tensor(st, in->n_frames, "g", c->L, &ig) &&
+                                       s_stats_tensor(st, in->n_frames, "D", c->L, &iD))) ||
+             (c->stats_phase == 2 && !s_stats_tensor(st, in->n_frames, "Hg", c->L, &iH)))
+        why = "statistics tensors missing or of the wrong size";
+    if (why) {
+        cc_log_warn("rejected", "peer=%s kind=stats reason=\"%s\"", cl->id, why);
+        if (st) concord__stats__free_unpacked(st, NULL);
+        return;
+    }
+    if (c->stats_phase == 1) {
+        s_copy_frame(c->stat_g + slot * c->L, msg, ig, c->L);
+        s_copy_frame(c->stat_D + slot * c->L, msg, iD, c->L);
+    } else {
+        s_copy_frame(c->stat_Hg + slot * c->L, msg, iH, c->L);
+    }
+    c->stat_n[slot] = st->n_samples;
+    c->stat_have[slot] |= (uint8_t)c->stats_phase;
+    concord__stats__free_unpacked(st, NULL);
+    if (s_answered(c, (uint8_t)c->stats_phase) == c->n_participants) s_phase_done(c);
+}
+
+void coord_stats_deadline(coord_t *c) {
+    size_t need = (size_t)ceil(c->quorum * (double)c->n_participants), got = s_answered(c, (uint8_t)c->stats_phase);
+    if (need < 1) need = 1;
+    if (got >= need) {
+        cc_log_warn("stats_deadline", "round=%llu phase=%d answered=%zu of=%zu action=\"pooling what arrived\"",
+                    (unsigned long long)c->round, c->stats_phase, got, c->n_participants);
+        s_phase_done(c);
+    } else {
+        cc_log_warn("stats_deadline", "round=%llu phase=%d answered=%zu needed=%zu action=\"training without targets\"",
+                    (unsigned long long)c->round, c->stats_phase, got, need);
+        coord_begin_training(c); /* targets_ready stays 0: clients train without the penalty */
+    }
+}

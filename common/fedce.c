@@ -394,3 +394,20 @@ int fedce_minus_aggregate(float *out, const float *agg, const float *delta_k, do
     for (size_t i = 0; i < P; i++) out[i] = (float)(((double)agg[i] - c_k * delta_k[i]) * inv);
     return 0;
 }
+
+void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, const double *c, size_t K) {
+#define GRAM(i, j) ((double)((i) <= (j) ? G[(i) * n + (j)] : G[(j) * n + (i)]))
+    double S2 = 0.0;
+    for (size_t a = 0; a < K; a++)
+        for (size_t b = 0; b < K; b++) S2 += c[a] * c[b] * GRAM(rows[a], rows[b]);
+    for (size_t k = 0; k < K; k++) {
+        double dS = 0.0, dd = GRAM(rows[k], rows[k]);
+        for (size_t j = 0; j < K; j++) dS += c[j] * GRAM(rows[k], rows[j]);
+        double num = dS - c[k] * dd, rest = S2 - 2.0 * c[k] * dS + c[k] * c[k] * dd;
+        double scale = S2 + c[k] * c[k] * dd;
+        cos[k] = (dd > 0.0 && rest > 1e-5 * scale) ? num / sqrt(dd * rest) : 0.0;
+        if (cos[k] > 1.0) cos[k] = 1.0;
+        if (cos[k] < -1.0) cos[k] = -1.0;
+    }
+#undef GRAM
+}

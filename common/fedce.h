@@ -180,6 +180,13 @@ int fedce_cos_result(const fedce_cos_t *s, double *cos, cc_err_t *err) CC_WUR;
 int fedce_cos_all(double *cos, const float *const *deltas, const double *c, size_t K,
                   size_t P, cc_err_t *err) CC_WUR;
 
+/* The same cosines from a Gram matrix: G (n, n) row-major with G_ij = ⟨U_i, U_j⟩ (only the
+ * upper triangle is read, as cblas_ssyrk leaves it), the K updates being rows rows[0..K) of
+ * U with coefficients c (K). ⟨Δ_k,S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc, ‖Δ_k‖² = G_kk. A
+ * remainder ‖S − c_kΔ_k‖² within 1e-5 of the terms it came from (float G) counts as 0,
+ * and so does the cosine. One pass over the updates (the Gram matrix) instead of two. */
+void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, const double *c, size_t K);
+
 /* Rounding bound of the blocked sums, the cancellation threshold of item 2. */
 double fedce_cancel_tol(size_t P);
 

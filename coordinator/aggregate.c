@@ -36,25 +36,11 @@ static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *o
 static void s_fedce_cosines(const coord_t *c, const double *coef, double *cos) {
     size_t n = c->n_participants, K = c->n_updates;
     float *G = cc_xcalloc(n * n, sizeof *G);
+    size_t *rows = cc_xcalloc(K, sizeof *rows);
+    for (size_t k = 0; k < K; k++) rows[k] = c->updates[k].slot;
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)c->P, 1.0f, c->U, (int)c->P, 0.0f, G, (int)n);
-#define GRAM(i, j) ((double)((i) <= (j) ? G[(i) * n + (j)] : G[(j) * n + (i)]))
-    double S2 = 0.0;
-    for (size_t a = 0; a < K; a++)
-        for (size_t b = 0; b < K; b++) S2 += coef[a] * coef[b] * GRAM(c->updates[a].slot, c->updates[b].slot);
-    for (size_t k = 0; k < K; k++) {
-        size_t sk = c->updates[k].slot;
-        double dS = 0.0, dd = GRAM(sk, sk);
-        for (size_t j = 0; j < K; j++) dS += coef[j] * GRAM(sk, c->updates[j].slot);
-        double num = dS - coef[k] * dd;
-        double rest = S2 - 2.0 * coef[k] * dS + coef[k] * coef[k] * dd; /* ‖S − c_kΔ_k‖² */
-        /* G is float: a remainder within its rounding of the terms it came from is zero
-         * (e.g. every other update is zero), and so is the cosine. */
-        double scale = S2 + coef[k] * coef[k] * dd;
-        cos[k] = (dd > 0.0 && rest > 1e-5 * scale) ? num / sqrt(dd * rest) : 0.0;
-        if (cos[k] > 1.0) cos[k] = 1.0;
-        if (cos[k] < -1.0) cos[k] = -1.0;
-    }
-#undef GRAM
+    fedce_cos_gram(cos, G, n, rows, coef, K);
+    free(rows);
     free(G);
 }
 

@@ -50,39 +50,69 @@ assert abs(ev["accuracy"] - last["global"]["accuracy"]) < 1e-7, (ev["accuracy"],
 print("A: concord-data eval of the exported model agrees with the history:", ev["accuracy"])
 PY
 
-# ---- B ---------------------------------------------------------------------------------
-common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 2
-        --split dirichlet:1.0 --seed 11)
-"$build/concord-sim" "${common[@]}" --workdir "$tmp/b1" >"$tmp/b1.out" 2>&1 || { cat "$tmp/b1.out"; fail "B: reference run"; }
-"$build/concord-sim" "${common[@]}" --workdir "$tmp/b2" --prepare-only >/dev/null
-b2=$tmp/b2
-start_coordinator() {
-  "$build/concord-coordinator" --config "$b2/configs/coordinator.ini" >>"$b2/logs/coordinator.log" 2>&1 &
-  coord=$!; pids+=("$coord")
+# ---- B ----------------------------------------------------------------------------------
+# Twice: plain FedAvg, then with every method on (FedCE, all three alignment terms, per-class
+# server mode), whose state (FedCE registry, targets, clients' minus-model memory) must
+# survive the crash too.
+cat >"$tmp/all.ini" <<'INI'
+[aggregation]
+weighting = fedce
+[alignment]
+variants = gradient,hessian_diag,hgp
+[per_class]
+mode = server
+INI
+run_b() {
+  local label=$1; shift
+  local common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 2
+                --split dirichlet:1.0 --seed 11 "$@")
+  "$build/concord-sim" "${common[@]}" --workdir "$tmp/$label-ref" >"$tmp/$label-ref.out" 2>&1 ||
+    { cat "$tmp/$label-ref.out"; fail "B/$label: reference run"; }
+  "$build/concord-sim" "${common[@]}" --workdir "$tmp/$label" --prepare-only >/dev/null
+  b2=$tmp/$label
+  local extra_cfg=()
+  [ $# -gt 0 ] && extra_cfg=(--config "$2")
+  start_coordinator() {
+    "$build/concord-coordinator" --config "$b2/configs/coordinator.ini" "${extra_cfg[@]}" >>"$b2/logs/coordinator.log" 2>&1 &
+    coord=$!; pids+=("$coord")
+  }
+  start_coordinator
+  declare -A cpid
+  for s in site1 site2 site3; do
+    extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)   # site3 stops on round 1's task
+    "$build/concord-client" --config "$b2/configs/$s.ini" "${extra[@]}" >>"$b2/logs/$s.log" 2>&1 &
+    cpid[$s]=$!; pids+=("${cpid[$s]}")
+  done
+  wait_for 'grep -q "test_stop round=1" "$b2/logs/site3.log"' 30
+  wait_for '[ "$(grep -c "update_accepted round=1" "$b2/logs/coordinator.log")" -ge 2 ]' 30
+  kill -9 "$coord"; wait "$coord" 2>/dev/null || true
+  echo "B/$label: coordinator killed with $(grep -c 'update_accepted round=1' "$b2/logs/coordinator.log") of 3 updates of round 1 journaled"
+  start_coordinator
+  kill -CONT "${cpid[site3]}"
+  wait_for '! kill -0 "$coord" 2>/dev/null' 90
+  wait "$coord" || fail "B/$label: restarted coordinator exited with an error"
+  grep -q "journal_replayed round=1" "$b2/logs/coordinator.log" || fail "B/$label: no journal replay after the restart"
+  cmp "$tmp/$label-ref/final-model.ckpt" "$b2/final-model.ckpt" || fail "B/$label: final model differs from the uninterrupted run"
+  echo "B/$label: resumed run's final model is bit-identical to the uninterrupted one"
 }
-start_coordinator
-declare -A cpid
-for s in site1 site2 site3; do
-  extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)   # site3 stops on round 1's task
-  "$build/concord-client" --config "$b2/configs/$s.ini" "${extra[@]}" >>"$b2/logs/$s.log" 2>&1 &
-  cpid[$s]=$!; pids+=("${cpid[$s]}")
-done
-wait_for 'grep -q "test_stop round=1" "$b2/logs/site3.log"' 30
-wait_for '[ "$(grep -c "update_accepted round=1" "$b2/logs/coordinator.log")" -ge 2 ]' 30
-kill -9 "$coord"; wait "$coord" 2>/dev/null || true
-echo "B: coordinator killed with $(grep -c 'update_accepted round=1' "$b2/logs/coordinator.log") of 3 updates of round 1 journaled"
-start_coordinator
-kill -CONT "${cpid[site3]}"
-wait_for '! kill -0 "$coord" 2>/dev/null' 90
-wait "$coord" || fail "B: restarted coordinator exited with an error"
-grep -q "journal_replayed round=1" "$b2/logs/coordinator.log" || fail "B: no journal replay after the restart"
-cmp "$tmp/b1/final-model.ckpt" "$b2/final-model.ckpt" || fail "B: final model differs from the uninterrupted run"
-echo "B: resumed run's final model is bit-identical to the uninterrupted one"
+run_b fedavg
+run_b all --config "$tmp/all.ini"
+$py - "$tmp/all/history.jsonl" <<'PY'
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1])][-1]
+cl = last["clients"]["site1"]
+for k in ("weight", "fedce_cos", "fedce_grad", "fedce_data", "gap_g", "gap_d", "upload_bytes"):
+    assert k in cl, k
+assert last["weighting"] == "fedce" and last["per_class"] == "server"
+assert abs(sum(last["weights"].values()) - 1) < 1e-6
+print("B/all: history carries weight, fedce_cos/grad/data, gaps and upload bytes per client")
+PY
 
 # ---- C ---------------------------------------------------------------------------------
 "$build/concord-sim" --data "$data/thyroid.train" --clients 3 --rounds 5 --epochs 1 --split iid --seed 4 \
   --deadline 3 --workdir "$tmp/c" --prepare-only >/dev/null
 c=$tmp/c
+declare -A cpid
 "$build/concord-coordinator" --config "$c/configs/coordinator.ini" >>"$c/logs/coordinator.log" 2>&1 &
 coord=$!; pids+=("$coord")
 for s in site1 site2 site3; do

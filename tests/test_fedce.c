@@ -9,6 +9,7 @@
  *  - the minus model against an aggregation that leaves the client out;
  *  - combination by hand (plus, times, clipping), priors, the client's score rule, misuse.
  * Every numerical check prints its largest difference next to its tolerance. */
+#include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "fedce.h"
+#include "rng.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -701,4 +703,30 @@ Test(fedce, minus_model_refuses_a_lone_client) {
     cr_expect_eq(fedce_minus_model_coord(out, p, n, d, 1.0, 1.0, 2, &err), CC_ERR_ARG);
     cr_expect_eq(fedce_minus_aggregate(out, n, d, 1.0, 2, &err), CC_ERR_ARG);
     cr_expect(out[0] == -7.0f && out[1] == -7.0f, "out untouched on error");
+}
+
+/* The coordinator's Gram-matrix route (one ssyrk pass) gives the streaming cosines. */
+Test(fedce, gram_cosines_equal_the_streaming_ones) {
+    enum { K = 6, N = 8, P = 5000 };
+    float *U = calloc((size_t)N * P, sizeof(float));
+    size_t rows[K] = {0, 2, 3, 5, 6, 7};
+    double c[K] = {0.1, 0.3, 0.05, 0.25, 0.2, 0.1}, got[K], want[K];
+    const float *deltas[K];
+    cc_rng_t rng;
+    cc_rng_seed(&rng, 77);
+    for (size_t k = 0; k < K; k++) {
+        float *row = U + rows[k] * P;
+        for (size_t i = 0; i < P; i++) row[i] = (float)cc_rng_normal(&rng) + (k % 2 ? 0.5f : -0.2f);
+        deltas[k] = row;
+    }
+    float *G = calloc(N * N, sizeof(float));
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, N, P, 1.0f, U, P, 0.0f, G, N);
+    fedce_cos_gram(got, G, N, rows, c, K);
+    cc_err_t err = {0};
+    cr_assert_eq(fedce_cos_all(want, deltas, c, K, P, &err), 0, "%s", err.msg);
+    double worst = 0;
+    for (size_t k = 0; k < K; k++) worst = fmax(worst, fabs(got[k] - want[k]));
+    cr_log_info("Gram vs streaming cosines: max diff %.2e (tol 1e-4, float Gram)", worst);
+    cr_expect_lt(worst, 1e-4);
+    free(U), free(G);
 }

@@ -35,6 +35,7 @@ typedef struct {
 
 typedef struct {
     const char *data, *labels, *test, *test_labels, *split, *workdir, *shards, *config, *model;
+    const char *weighting, *alignment, *per_class;
     int clients, port, curve, threads, prepare_only;
     long rounds, epochs;
     unsigned long long seed;
@@ -66,6 +67,10 @@ static void s_usage(FILE *fp) {
         "  --rounds R             (default 20)      --epochs E   local epochs per round (default 2)\n"
         "  --model ARCH           (default mlp:64,32)\n"
         "  --seed S               (default 1)\n"
+        "  --weighting W          fedavg | fedce (contribution estimation, DESIGN 6.1; default fedavg)\n"
+        "  --alignment V          none | comma list of gradient, hessian_diag, hgp (DESIGN 6.2)\n"
+        "  --per-class MODE       off | client | server | federation (DESIGN 6.3)\n"
+        "  --all                  = --weighting fedce --alignment gradient,hessian_diag --per-class server\n"
         "  --config FILE          extra coordinator keys (INI), applied over the generated config\n"
         "  --deadline SECONDS     per-round deadline (default 60)\n"
         "  --port P               coordinator port (default: a free one)\n"
@@ -89,7 +94,8 @@ static int s_parse(s_sim_t *s, int argc, char **argv) {
         {"clients", 1, 0, 'n'}, {"rounds", 1, 0, 'r'}, {"split", 1, 0, 's'}, {"seed", 1, 0, 'S'},
         {"workdir", 1, 0, 'w'}, {"shards", 1, 0, 'D'}, {"config", 1, 0, 'c'}, {"model", 1, 0, 'm'},
         {"epochs", 1, 0, 'e'}, {"deadline", 1, 0, 'l'}, {"port", 1, 0, 'p'}, {"threads", 1, 0, 'j'},
-        {"no-curve", 0, 0, 'C'}, {"prepare-only", 0, 0, 'P'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+        {"no-curve", 0, 0, 'C'}, {"prepare-only", 0, 0, 'P'}, {"weighting", 1, 0, 'W'},
+        {"alignment", 1, 0, 'A'}, {"per-class", 1, 0, 'K'}, {"all", 0, 0, 'Z'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
     int ch;
     char *end;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -105,6 +111,10 @@ static int s_parse(s_sim_t *s, int argc, char **argv) {
         case 'm': s->model = optarg; break;
         case 'C': s->curve = 0; break;
         case 'P': s->prepare_only = 1; break;
+        case 'W': s->weighting = optarg; break;
+        case 'A': s->alignment = optarg; break;
+        case 'K': s->per_class = optarg; break;
+        case 'Z': s->weighting = "fedce", s->alignment = "gradient,hessian_diag", s->per_class = "server"; break;
         case 'n': s->clients = (int)strtol(optarg, &end, 10);
             if (*end || s->clients < 1 || s->clients > SIM_MAX_SITES) return s_die("--clients: expected 1..1000, got \"%s\"", optarg);
             break;
@@ -309,6 +319,9 @@ static int s_write_coordinator_ini(const s_sim_t *s, const char *work, const s_s
             s->rounds, s->n_sites, s->deadline, s->deadline / 2, s->seed, s->port, work);
     fprintf(fp, "[model]\narch = %s\ninputs = %zu\nclasses = %d\n", s->model, sh->d, sh->classes);
     if (sh->c) fprintf(fp, "image = %dx%dx%d\nstandardize = none\n", sh->c, sh->h, sh->w);
+    fprintf(fp, "\n[aggregation]\nweighting = %s\n\n[alignment]\nvariants = %s\n\n[per_class]\nmode = %s\n",
+            s->weighting ? s->weighting : "fedavg", s->alignment ? s->alignment : "none",
+            s->per_class ? s->per_class : "off");
     fprintf(fp, "\n[training]\nepochs = %ld\n\n[security]\nidentity = %s/keys/coordinator.key\ncurve = %s\n\n",
             s->epochs, work, s->curve ? "true" : "false");
     fprintf(fp, "[storage]\nstate_dir = %s/coordinator-state\nexport = %s/final-model\n\n", work, work);
@@ -448,7 +461,9 @@ static int s_watch(s_sim_t *s, const char *history, json_t **last) {
 }
 
 static void s_summary(const s_sim_t *s, const char *work, json_t *last, double seconds) {
-    printf("\n== summary ==\n%d hospitals, %ld rounds, %.1f s, model %s\n", s->n_sites, s->rounds, seconds, s->model);
+    printf("\n== summary ==\n%d hospitals, %ld rounds, %.1f s, model %s; weighting %s, alignment %s, per-class %s\n",
+           s->n_sites, s->rounds, seconds, s->model, s->weighting ? s->weighting : "fedavg",
+           s->alignment ? s->alignment : "none", s->per_class ? s->per_class : "off");
     if (last) {
         json_t *g = json_object_get(last, "global"), *ft = json_object_get(last, "federated_test");
         if (json_is_object(g)) {

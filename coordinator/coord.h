@@ -60,6 +60,7 @@ typedef struct {
     double data_score;         /* b_k reported by the client (FedCE), 1 if none */
     int has_score;
     uint64_t upload_bytes;     /* bytes of the Update message */
+    uint8_t digest[WIRE_DIGEST_BYTES]; /* BLAKE2b-256 of Δ̃_k as aggregated (ledger) */
     journal_record_t rec;      /* the update record in the journal */
     uint64_t n_samples;
     double update_norm;
@@ -182,6 +183,9 @@ int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *v
                              journal_record_t *rec, cc_err_t *err);
 int coord_journal_add_open(coord_t *c, cc_err_t *err);
 int coord_export(coord_t *c, cc_err_t *err);
+/* [storage] keep_updates: state_dir/updates/round-<t>/<id>.safetensors, Δ̃_k laid out as the
+ * model's tensors (a PyTorch state_dict of the update). Failures are logged, not fatal. */
+void coord_archive_update(coord_t *c, const char *id, const float *delta);
 /* Makes sure seq + 1 lies in a block reserved on disk (state_dir/coordinator.seq), so a
  * restarted coordinator never reuses a sequence number clients have seen. */
 int coord_seq_reserve(coord_t *c, cc_err_t *err);
@@ -189,6 +193,9 @@ int coord_seq_reserve(coord_t *c, cc_err_t *err);
 /* history.c */
 void coord_history_trim(coord_t *c);    /* drop lines of rounds >= c->round (not committed) */
 void coord_history_append(coord_t *c, const char *status, const double *weights, double duration);
+
+/* ledger.c (coordinator side): one signed, hash-chained line per committed round */
+void coord_ledger_record(coord_t *c, const char *status, const double *weights);
 
 /* http.c */
 int coord_http_start(coord_t *c, const char *bind, cc_err_t *err);

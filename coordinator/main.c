@@ -18,6 +18,7 @@
 #include "coord.h"
 #include "fedce.h"
 #include "head_stats.h"
+#include "ledger.h"
 #include "log.h"
 
 static volatile sig_atomic_t s_signal;
@@ -80,6 +81,8 @@ static void s_usage(FILE *fp) {
         "  --print-config        print every key with its value and exit\n"
         "  --verbose             debug log lines\n"
         "  --help, --version\n\n"
+        "       concord-coordinator verify-ledger FILE --public-key coordinator.pub [--json]\n"
+        "checks the contribution ledger's hash chain and every signature, naming the first bad entry.\n\n"
         "Signals: SIGTERM/SIGINT stop cleanly; a restart resumes the run from the state dir.\n");
 }
 
@@ -418,6 +421,7 @@ static int s_run(coord_t *c, s_paths_t *p) {
 
 int main(int argc, char **argv) {
     cc_log_set_component("coordinator");
+    if (argc > 1 && strcmp(argv[1], "verify-ledger") == 0) return ledger_verify_main(argc - 1, argv + 1);
     openblas_set_num_threads(1);
     coord_t c;
     memset(&c, 0, sizeof c);

@@ -164,7 +164,10 @@ static void s_metrics_from_json(json_t *j, Concord__Metrics *m) {
 
 int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *vectors, size_t n_vectors,
                              journal_record_t *rec, cc_err_t *err) {
-    json_t *hdr = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:o, s:I, s:f, s:b, s:I}", "type", "update",
+    char dhex[2 * WIRE_DIGEST_BYTES + 1];
+    wire_digest_hex(dhex, u->digest);
+    json_t *hdr = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:o, s:I, s:f, s:b, s:I}", "type", "update",
+                            "digest", dhex,
                             "client", u->id, "seq", (json_int_t)coord_client_find(c, u->id)->last_seq, "n_samples",
                             (json_int_t)u->n_samples, "norm", u->update_norm, "train_seconds", u->train_seconds,
                             "arrival", u->arrival, "val", s_metrics_json(&u->val), "vectors", (json_int_t)n_vectors,
@@ -264,6 +267,9 @@ static int s_replay_record(coord_t *c, const journal_record_t *rec, cc_err_t *er
         u->data_score = json_real_value(json_object_get(hdr, "data_score"));
         u->has_score = json_is_true(json_object_get(hdr, "has_score"));
         u->upload_bytes = (uint64_t)json_integer_value(json_object_get(hdr, "upload_bytes"));
+        const char *dhex = json_string_value(json_object_get(hdr, "digest"));
+        if (dhex && strlen(dhex) == 2 * WIRE_DIGEST_BYTES)
+            for (size_t i = 0; i < WIRE_DIGEST_BYTES; i++) sscanf(dhex + 2 * i, "%2hhx", &u->digest[i]);
         s_metrics_from_json(json_object_get(hdr, "val"), &u->val);
         u->has_test = json_object_get(hdr, "test") != NULL;
         if (u->has_test) s_metrics_from_json(json_object_get(hdr, "test"), &u->test);
@@ -330,4 +336,21 @@ int coord_seq_reserve(coord_t *c, cc_err_t *err) {
     c->seq_reserved = c->seq + SEQ_BLOCK;
     int n = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)c->seq_reserved);
     return fileio_write_atomic(path, buf, (size_t)n, err);
+}
+
+void coord_archive_update(coord_t *c, const char *id, const float *delta) {
+    char dir[4096], path[4200];
+    cc_err_t err = {0};
+    snprintf(dir, sizeof dir, "%s/updates", c->state_dir);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof dir, "%s/updates/round-%06llu", c->state_dir, (unsigned long long)c->round);
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, id);
+    model_t *m = model_new(&c->spec, &err);
+    if (m) {
+        memcpy(m->params, delta, c->P * sizeof(float));
+        if (checkpoint_export_safetensors(path, m, NULL, &err) != 0) m->n_params = 0;
+    }
+    if (!m || m->n_params == 0) cc_log_warn("archive_failed", "client=%s reason=\"%s\"", id, err.msg);
+    model_destroy(&m);
 }

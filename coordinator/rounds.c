@@ -143,6 +143,7 @@ static void s_finish(coord_t *c) {
 static void s_commit(coord_t *c, const char *status, const double *weights, double duration) {
     cc_err_t err = {0};
     coord_history_append(c, status, weights, duration);
+    coord_ledger_record(c, status, weights);
     c->round++;
     if (coord_checkpoint_save(c, &err)) {
         /* Without a durable checkpoint the round cannot be committed: stop cleanly; a
@@ -405,6 +406,7 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
     s_fill_update(rec, c, cl->id, u, norm);
     rec->slot = coord_slot(c, cl->id);
     rec->upload_bytes = bytes;
+    wire_digest_floats(rec->digest, delta, c->P);
     int federation = c->per_class == 3;
     if (coord_journal_add_update(c, rec, federation ? vec : delta, federation ? s_expected_vectors(c) : 1, &rec->rec, &err)) {
         cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
@@ -412,6 +414,7 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
         return;
     }
     if (c->U) memcpy(c->U + rec->slot * c->P, delta, c->P * sizeof(float));
+    if (c->keep_updates) coord_archive_update(c, cl->id, delta);
     c->n_updates++;
     COUNT(c->accepted_updates);
     Concord__Ack ack = CONCORD__ACK__INIT;

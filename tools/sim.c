@@ -324,7 +324,8 @@ static int s_write_coordinator_ini(const s_sim_t *s, const char *work, const s_s
             s->per_class ? s->per_class : "off");
     fprintf(fp, "\n[training]\nepochs = %ld\n\n[security]\nidentity = %s/keys/coordinator.key\ncurve = %s\n\n",
             s->epochs, work, s->curve ? "true" : "false");
-    fprintf(fp, "[storage]\nstate_dir = %s/coordinator-state\nexport = %s/final-model\n\n", work, work);
+    fprintf(fp, "[storage]\nstate_dir = %s/coordinator-state\nexport = %s/final-model\nledger = %s/ledger.jsonl\n\n",
+            work, work, work);
     fprintf(fp, "[metrics]\nhistory = %s/history.jsonl\n", work);
     if (s->test) {
         char *t = s_abs(s->test);
@@ -487,7 +488,8 @@ static void s_summary(const s_sim_t *s, const char *work, json_t *last, double s
                    json_is_object(v) ? s_num(v, "accuracy") : -1.0);
         }
     }
-    printf("\nfiles in %s: history.jsonl, final-model.ckpt / .safetensors, logs/, keys/, configs/\n", work);
+    printf("\nfiles in %s: history.jsonl, ledger.jsonl (signed), final-model.ckpt / .safetensors, logs/, keys/, "
+           "configs/\n", work);
 }
 
 static int s_prepare(s_sim_t *s, const char *work, s_shape_t *sh) {

@@ -7,9 +7,9 @@
 
 #include "transport.h"
 
-int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
-             uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames,
-             size_t n_frames, cc_err_t *err) {
+static int s_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
+                  uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames, size_t n_frames,
+                  zmq_free_fn *release, void *hint, cc_err_t *err) {
     size_t body_len = protobuf_c_message_get_packed_size(body);
     uint8_t *packed = cc_xmalloc(body_len ? body_len : 1);
     protobuf_c_message_pack(body, packed);
@@ -19,8 +19,12 @@ int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq
     size_t env_len = 0;
     int rc = wire_seal(&out, self->sk, &env, &env_len, err);
     free(packed);
-    if (rc) return -1;
-    rc = transport_send(sock, peer, env, env_len, frames, n_frames, 0);
+    if (rc) {
+        for (size_t i = 0; release && i < n_frames; i++) release((void *)frames[i].data, hint);
+        return -1;
+    }
+    rc = release ? transport_send_zc(sock, peer, env, env_len, frames, n_frames, 0, release, hint)
+                 : transport_send(sock, peer, env, env_len, frames, n_frames, 0);
     int e = errno;
     free(env);
     if (rc) {
@@ -28,6 +32,18 @@ int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq
         return -1;
     }
     return 0;
+}
+
+int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
+             uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames,
+             size_t n_frames, cc_err_t *err) {
+    return s_send(sock, peer, self, seq, type, round, body, frames, n_frames, NULL, NULL, err);
+}
+
+int msg_send_zc(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
+                uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames, size_t n_frames,
+                zmq_free_fn *release, void *hint, cc_err_t *err) {
+    return s_send(sock, peer, self, seq, type, round, body, frames, n_frames, release, hint, err);
 }
 
 void msg_spec_to_proto(const model_spec_t *spec, Concord__ModelSpec *out, char *arch_buf,

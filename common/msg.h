@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <zmq.h>
+
 #include "concord.pb-c.h"
 #include "identity.h"
 #include "metrics.h"
@@ -18,6 +20,12 @@
 int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
              uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames,
              size_t n_frames, cc_err_t *err) CC_WUR;
+
+/* Same, with the tensor frames sent without copying: release(data, hint) is called once per
+ * frame when ZeroMQ is done with it (also on failure), see transport_send_zc. */
+int msg_send_zc(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
+                uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames, size_t n_frames,
+                zmq_free_fn *release, void *hint, cc_err_t *err) CC_WUR;
 
 /* ModelSpec <-> model_spec_t. to_proto fills a caller-owned struct whose strings point into
  * arch_buf (at least 128 bytes). from_proto validates (err says what is wrong). */

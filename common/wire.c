@@ -120,12 +120,27 @@ static int s_bytes_finite(const uint8_t *p, size_t n) {
     return 1;
 }
 
-void wire_digest_floats(uint8_t out[WIRE_DIGEST_BYTES], const float *v, size_t n) {
+void wire_digest_bytes(uint8_t out[WIRE_DIGEST_BYTES], const void *p, size_t len) {
     if (s_sodium_ready() != 0) { /* cannot happen on a working system; never leave out unset */
         memset(out, 0, WIRE_DIGEST_BYTES);
         return;
     }
-    s_digest_bytes(out, v, n * sizeof(float));
+    s_digest_bytes(out, p, len);
+}
+
+void wire_digest_floats(uint8_t out[WIRE_DIGEST_BYTES], const float *v, size_t n) {
+    wire_digest_bytes(out, v, n * sizeof(float));
+}
+
+double wire_l2norm_bytes(const void *p, size_t n) {
+    float chunk[1024];
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i += 1024) {
+        size_t m = n - i < 1024 ? n - i : 1024;
+        memcpy(chunk, (const unsigned char *)p + i * sizeof(float), m * sizeof(float));
+        for (size_t k = 0; k < m; k++) acc += (double)chunk[k] * chunk[k];
+    }
+    return sqrt(acc);
 }
 
 void wire_digest_hex(char out[2 * WIRE_DIGEST_BYTES + 1], const uint8_t d[WIRE_DIGEST_BYTES]) {

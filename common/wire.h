@@ -96,12 +96,16 @@ void wire_in_clear(wire_in_t *in);
 
 /* BLAKE2b-256 of a float vector's bytes (the model digest of Task/Update). */
 void wire_digest_floats(uint8_t out[WIRE_DIGEST_BYTES], const float *v, size_t n);
+/* The same over raw bytes (e.g. a received frame that may not be 4-byte aligned). */
+void wire_digest_bytes(uint8_t out[WIRE_DIGEST_BYTES], const void *p, size_t len);
 /* Lower-case hex of a digest (65 bytes with NUL). */
 void wire_digest_hex(char out[2 * WIRE_DIGEST_BYTES + 1], const uint8_t d[WIRE_DIGEST_BYTES]);
 /* 1 if id is a valid client id (1..64 chars of [A-Za-z0-9._-]). */
 int wire_id_valid(const char *id);
 /* L2 norm (double accumulation) and finiteness of a float vector. */
 double wire_l2norm(const float *v, size_t n);
+/* L2 norm of n floats stored at p, which need not be aligned (read in memcpy'd chunks). */
+double wire_l2norm_bytes(const void *p, size_t n);
 int wire_all_finite(const float *v, size_t n);
 
 #endif

@@ -3,7 +3,8 @@
  *   order (after the §6.3 normalisation already applied at ingest, or per class here in
  *   federation mode) → server step θ ← θ + η_s · Σ_k w_k Δ̃_k.
  *
- * FedAvg streams the journaled updates one at a time (θ, the sum and one buffer: 3P floats).
+ * FedAvg streams the journaled updates one at a time into θ (θ, one buffer and the task
+ * snapshot of θ_t: 3P floats).
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
  * order) and needs two passes over them: the Gram matrix G = U Uᵀ (ssyrk) gives every
  * cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
@@ -116,6 +117,21 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
     return rc;
 }
 
+/* FedAvg: θ += η_s w_k Δ̃_k straight from the journal, one update at a time (θ, one read
+ * buffer and the task snapshot: 3P floats). A failed read restores θ_t from the snapshot. */
+static int s_stream_into_theta(coord_t *c, const double *w, cc_err_t *err) {
+    float *buf = cc_xalloc_floats(c->P);
+    int rc = 0;
+    for (size_t k = 0; k < c->n_updates && !rc; k++) {
+        rc = s_read_vector(c, &c->updates[k], 0, buf, err);
+        if (!rc) cblas_saxpy((int)c->P, (float)(c->server_lr * w[k]), buf, 1, c->params, 1);
+    }
+    const float *theta_t = coord_snapshot_params(c);
+    if (rc && theta_t) memcpy(c->params, theta_t, c->P * sizeof(float));
+    free(buf);
+    return rc;
+}
+
 int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
     qsort(c->updates, c->n_updates, sizeof *c->updates, s_by_id);
     int rc = 0;
@@ -126,12 +142,14 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
         for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
     }
-    float *sum = rc ? NULL : cc_xalloc_floats(c->P);
-    if (!rc) rc = s_weighted_sum(c, weights, sum, err);
-    if (!rc) {
-        cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, c->params, 1);
-        wire_digest_floats(c->digest, c->params, c->P);
+    if (!rc && !c->U && c->per_class != 3 && coord_snapshot_params(c)) {
+        rc = s_stream_into_theta(c, weights, err);
+    } else if (!rc) {
+        float *sum = cc_xalloc_floats(c->P);
+        rc = s_weighted_sum(c, weights, sum, err);
+        if (!rc) cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, c->params, 1);
+        free(sum);
     }
-    free(sum);
+    if (!rc) wire_digest_floats(c->digest, c->params, c->P);
     return rc;
 }

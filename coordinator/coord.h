@@ -135,6 +135,11 @@ typedef struct {
     double *fedce_cos, *fedce_a, *fedce_b;  /* (n_clients) this round, by slot, for history */
     float *U;                  /* (n_clients, P) Δ̃ of the open round by slot (FedCE only) */
 
+    /* What tasks send (θ_t, standardiser, targets), frozen per phase and sent without
+     * copying; reference-counted because ZeroMQ may still hold it when the next phase or
+     * round starts (phases.c). Also θ_t to restore if aggregation fails halfway. */
+    struct coord_snapshot *snap;
+
     /* evaluation */
     dataset_t *test;           /* optional held-out evaluation set (raw features) */
 
@@ -170,6 +175,11 @@ void coord_handle_stats(coord_t *c, coord_client_t *cl, const wire_in_t *in, tra
 void coord_stats_deadline(coord_t *c);
 void coord_send_task(coord_t *c, const char *id, int phase);
 void coord_begin_training(coord_t *c);
+/* Freezes the current θ, standardiser and targets into a new task snapshot. */
+void coord_snapshot_refresh(coord_t *c);
+void coord_snapshot_drop(coord_t *c);
+/* θ_t as frozen in the current snapshot (NULL before the first round). */
+const float *coord_snapshot_params(const coord_t *c);
 size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */
 int coord_journal_add_targets(coord_t *c, cc_err_t *err);
 
@@ -179,13 +189,13 @@ int coord_checkpoint_load(coord_t *c, cc_err_t *err);   /* 1 = fresh start */
 int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err);
 /* Journals an accepted update: n_vectors vectors of P floats (1: Δ̃; C+1: the per-class
  * parts of §6.3 federation mode). */
-int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *vectors, size_t n_vectors,
+int coord_journal_add_update(coord_t *c, const coord_update_t *u, const void *vectors, size_t n_vectors,
                              journal_record_t *rec, cc_err_t *err);
 int coord_journal_add_open(coord_t *c, cc_err_t *err);
 int coord_export(coord_t *c, cc_err_t *err);
 /* [storage] keep_updates: state_dir/updates/round-<t>/<id>.safetensors, Δ̃_k laid out as the
  * model's tensors (a PyTorch state_dict of the update). Failures are logged, not fatal. */
-void coord_archive_update(coord_t *c, const char *id, const float *delta);
+void coord_archive_update(coord_t *c, const char *id, const void *delta);
 /* Makes sure seq + 1 lies in a block reserved on disk (state_dir/coordinator.seq), so a
  * restarted coordinator never reuses a sequence number clients have seen. */
 int coord_seq_reserve(coord_t *c, cc_err_t *err);

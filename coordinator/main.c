@@ -372,6 +372,8 @@ static void s_alloc_round_state(coord_t *c) {
 
 static void s_teardown(coord_t *c) {
     coord_http_stop();
+    if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
+    coord_snapshot_drop(c);                              /* ...before the snapshot goes */
     journal_close(&c->journal);
     if (c->router) zmq_close(c->router);
     zap_handler_destroy(&c->zap);

@@ -127,7 +127,7 @@ int coord_checkpoint_load(coord_t *c, cc_err_t *err) {
     return rc;
 }
 
-static int s_append(coord_t *c, json_t *hdr, const float *floats, size_t n, journal_record_t *rec,
+static int s_append(coord_t *c, json_t *hdr, const void *floats, size_t n, journal_record_t *rec,
                     cc_err_t *err) {
     char *text = json_dumps(hdr, JSON_COMPACT);
     uint32_t hlen = (uint32_t)strlen(text);
@@ -162,7 +162,7 @@ static void s_metrics_from_json(json_t *j, Concord__Metrics *m) {
     m->macro_f1 = json_real_value(json_object_get(j, "macro_f1"));
 }
 
-int coord_journal_add_update(coord_t *c, const coord_update_t *u, const float *vectors, size_t n_vectors,
+int coord_journal_add_update(coord_t *c, const coord_update_t *u, const void *vectors, size_t n_vectors,
                              journal_record_t *rec, cc_err_t *err) {
     char dhex[2 * WIRE_DIGEST_BYTES + 1];
     wire_digest_hex(dhex, u->digest);
@@ -338,7 +338,7 @@ int coord_seq_reserve(coord_t *c, cc_err_t *err) {
     return fileio_write_atomic(path, buf, (size_t)n, err);
 }
 
-void coord_archive_update(coord_t *c, const char *id, const float *delta) {
+void coord_archive_update(coord_t *c, const char *id, const void *delta) {
     char dir[4096], path[4200];
     cc_err_t err = {0};
     snprintf(dir, sizeof dir, "%s/updates", c->state_dir);

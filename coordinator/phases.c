@@ -41,6 +41,47 @@ static void s_fedce_coef(const coord_t *c, const char *id, double *coef, uint64_
     *round = (uint64_t)c->fedce_round[i];
 }
 
+/* ---- task snapshots -------------------------------------------------------------------- */
+
+struct coord_snapshot {
+    float *data;   /* params (P) | std mean (d) | std std (d) | ḡ (L) | D̄ (L) | H̄ḡ (L) */
+    size_t P, d, L;
+    int refs;      /* the coordinator's own + one per frame queued in ZeroMQ */
+};
+
+static void s_snapshot_release(void *data, void *hint) {
+    (void)data;
+    struct coord_snapshot *s = hint;
+    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        free(s->data);
+        free(s);
+    }
+}
+
+void coord_snapshot_drop(coord_t *c) {
+    if (c->snap) s_snapshot_release(NULL, c->snap);
+    c->snap = NULL;
+}
+
+void coord_snapshot_refresh(coord_t *c) {
+    coord_snapshot_drop(c);
+    struct coord_snapshot *s = cc_xcalloc(1, sizeof *s);
+    s->P = c->P, s->d = (size_t)c->spec.n_inputs, s->L = c->L, s->refs = 1;
+    s->data = cc_xalloc_floats(s->P + 2 * s->d + 3 * s->L);
+    memcpy(s->data, c->params, s->P * sizeof(float));
+    if (c->std) {
+        memcpy(s->data + s->P, c->std->mean, s->d * sizeof(float));
+        memcpy(s->data + s->P + s->d, c->std->std, s->d * sizeof(float));
+    }
+    float *t = s->data + s->P + 2 * s->d;
+    memcpy(t, c->target_g, s->L * sizeof(float));
+    memcpy(t + s->L, c->target_D, s->L * sizeof(float));
+    memcpy(t + 2 * s->L, c->target_Hg, s->L * sizeof(float));
+    c->snap = s;
+}
+
+const float *coord_snapshot_params(const coord_t *c) { return c->snap ? c->snap->data : NULL; }
+
 void coord_send_task(coord_t *c, const char *id, int phase) {
     Concord__Task task = CONCORD__TASK__INIT;
     Concord__TensorInfo ti[6], *tp[6];
@@ -49,17 +90,19 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     const char *names[6];
     uint32_t *shapes[6];
     size_t n = 0;
+    if (!c->snap) coord_snapshot_refresh(c);
+    const float *base = c->snap->data, *std = base + c->P, *tg = std + 2 * (size_t)c->spec.n_inputs;
 #define ADD(nm, ptr, len, shp) (names[n] = (nm), frames[n] = (wire_frame_t){(ptr), (len)}, shapes[n] = (shp), n++)
-    ADD("params", c->params, c->P, &pshape);
+    ADD("params", base, c->P, &pshape);
     if (c->std && c->standardize == 2) {
-        ADD("std_mean", c->std->mean, c->std->d, &dshape);
-        ADD("std_std", c->std->std, c->std->d, &dshape);
+        ADD("std_mean", std, (size_t)c->spec.n_inputs, &dshape);
+        ADD("std_std", std + c->spec.n_inputs, (size_t)c->spec.n_inputs, &dshape);
     }
-    if (phase == 2) ADD("align_g", c->target_g, c->L, &lshape);
+    if (phase == 2) ADD("align_g", tg, c->L, &lshape);
     if (phase == 0 && c->targets_ready) {
-        if (c->align_variants & ALIGN_GRADIENT) ADD("align_g", c->target_g, c->L, &lshape);
-        if (c->align_variants & ALIGN_HESS_DIAG) ADD("align_D", c->target_D, c->L, &lshape);
-        if (c->align_variants & ALIGN_HGP) ADD("align_Hg", c->target_Hg, c->L, &lshape);
+        if (c->align_variants & ALIGN_GRADIENT) ADD("align_g", tg, c->L, &lshape);
+        if (c->align_variants & ALIGN_HESS_DIAG) ADD("align_D", tg + c->L, c->L, &lshape);
+        if (c->align_variants & ALIGN_HGP) ADD("align_Hg", tg + 2 * c->L, c->L, &lshape);
     }
 #undef ADD
     for (size_t i = 0; i < n; i++) {
@@ -78,8 +121,13 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     task.training = &c->training;
     s_fedce_coef(c, id, &task.fedce_coef, &task.prev_round);
     cc_err_t err = {0};
-    if (coord_seq_reserve(c, &err) ||
-        msg_send(c->router, id, &c->self, &c->seq, CONCORD__MSG_TYPE__MSG_TASK, c->round, &task.base, frames, n, &err))
+    if (coord_seq_reserve(c, &err)) {
+        cc_log_warn("send_failed", "peer=%s reason=\"%s\"", id, err.msg);
+        return;
+    }
+    __atomic_add_fetch(&c->snap->refs, (int)n, __ATOMIC_ACQ_REL); /* one per frame, released by ZeroMQ */
+    if (msg_send_zc(c->router, id, &c->self, &c->seq, CONCORD__MSG_TYPE__MSG_TASK, c->round, &task.base, frames, n,
+                    s_snapshot_release, c->snap, &err))
         cc_log_warn("send_failed", "peer=%s reason=\"%s\"", id, err.msg);
 }
 
@@ -90,6 +138,7 @@ static int s_has_update(const coord_t *c, const char *id) {
 }
 
 void coord_begin_training(coord_t *c) {
+    coord_snapshot_refresh(c);
     c->deadline = cc_now() + c->deadline_s;
     coord_set_state(c, COORD_TRAINING);
     for (size_t i = 0; i < c->n_participants; i++)
@@ -97,6 +146,7 @@ void coord_begin_training(coord_t *c) {
 }
 
 void coord_stats_begin(coord_t *c) {
+    coord_snapshot_refresh(c);
     c->stats_phase = 1;
     c->deadline = cc_now() + c->deadline_s;
     coord_set_state(c, COORD_STATS);
@@ -137,6 +187,7 @@ static void s_phase_done(coord_t *c) {
         }
         if (c->align_variants & ALIGN_HGP) {
             c->stats_phase = 2;
+            coord_snapshot_refresh(c); /* carries ḡ now */
             c->deadline = cc_now() + c->deadline_s;
             for (size_t i = 0; i < c->n_participants; i++) coord_send_task(c, c->participants[i], 2);
             return;

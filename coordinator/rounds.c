@@ -197,6 +197,7 @@ static void s_maybe_close(coord_t *c) {
 
 void coord_tick(coord_t *c) {
     double now = cc_now();
+    s_maybe_close(c);
     if (c->state == COORD_WAITING) {
         if (coord_clients_welcomed(c) >= (size_t)c->min_clients) {
             if (coord_start_round(c)) c->stop = 2;
@@ -397,18 +398,18 @@ static void s_fill_update(coord_update_t *rec, const coord_t *c, const char *id,
     rec->data_score = rec->has_score ? u->data_score : 1.0;
 }
 
-/* Journals an acceptable update and acknowledges it. vec holds the vectors as received;
- * the journal keeps Δ̃ (or, in federation mode, every per-class part). */
-static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Update *u, const float *vec,
-                            const float *delta, double norm, uint64_t bytes) {
+/* Journals an acceptable update and acknowledges it. vectors (n_vec × P floats, any
+ * alignment) is what the journal keeps: Δ̃_k, or every per-class part in federation mode;
+ * delta (any alignment) is Δ̃_k as aggregated. */
+static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Update *u, const void *vectors,
+                            size_t n_vec, const void *delta, double norm, uint64_t bytes) {
     coord_update_t *rec = &c->updates[c->n_updates];
     cc_err_t err = {0};
     s_fill_update(rec, c, cl->id, u, norm);
     rec->slot = coord_slot(c, cl->id);
     rec->upload_bytes = bytes;
-    wire_digest_floats(rec->digest, delta, c->P);
-    int federation = c->per_class == 3;
-    if (coord_journal_add_update(c, rec, federation ? vec : delta, federation ? s_expected_vectors(c) : 1, &rec->rec, &err)) {
+    wire_digest_bytes(rec->digest, delta, c->P * sizeof(float));
+    if (coord_journal_add_update(c, rec, vectors, n_vec, &rec->rec, &err)) {
         cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
         s_nack(c, cl->id, REJ_OTHER, "coordinator could not store the update; it will be asked again");
         return;
@@ -425,6 +426,12 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
                 c->n_participants);
 }
 
+static uint64_t s_message_bytes(const transport_msg_t *msg) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size(&msg->parts[i]);
+    return bytes;
+}
+
 static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg) {
     Concord__Update *u = concord__update__unpack(NULL, in->body_len, in->body);
     char reason[256];
@@ -434,27 +441,35 @@ static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in,
     }
     int kind = s_check_update(c, cl, in, u, reason, sizeof reason);
     if (kind < 0) kind = s_check_tensors(c, u, in, reason, sizeof reason);
+    size_t n_vec = s_expected_vectors(c);
     float *vec = NULL, *delta = NULL;
+    const void *journal_bytes = NULL, *delta_bytes = NULL;
     double norm = 0.0;
-    if (kind < 0) {
-        vec = cc_xalloc_floats(s_expected_vectors(c) * c->P);
+    if (kind >= 0) {
+        /* rejected below */
+    } else if (n_vec == 1) {
+        /* Plain updates are used straight from the received frame (no copy of P floats):
+         * the journal, the digest and U take bytes of any alignment. */
+        journal_bytes = delta_bytes = zmq_msg_data(&msg->parts[1]);
+        norm = wire_l2norm_bytes(delta_bytes, c->P);
+    } else {
+        vec = cc_xalloc_floats(n_vec * c->P);
         delta = cc_xalloc_floats(c->P);
         norm = s_update_vectors(c, u, msg, vec, delta);
-        if (!(norm <= c->max_norm)) {
-            snprintf(reason, sizeof reason, "update norm %.4g over the bound %.4g", norm, c->max_norm);
-            kind = REJ_NORM;
-        }
+        journal_bytes = c->per_class == 3 ? (const void *)vec : (const void *)delta;
+        delta_bytes = delta;
+    }
+    if (kind < 0 && !(norm <= c->max_norm)) {
+        snprintf(reason, sizeof reason, "update norm %.4g over the bound %.4g", norm, c->max_norm);
+        kind = REJ_NORM;
     }
     if (kind >= 0) s_nack(c, cl->id, (coord_reject_t)kind, reason);
-    else {
-        uint64_t bytes = 0;
-        for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size(&msg->parts[i]);
-        s_accept_update(c, cl, u, vec, delta, norm, bytes);
-    }
+    else s_accept_update(c, cl, u, journal_bytes, c->per_class == 3 ? n_vec : 1, delta_bytes, norm, s_message_bytes(msg));
     free(vec);
     free(delta);
     concord__update__free_unpacked(u, NULL);
-    s_maybe_close(c);
+    /* The round closes in coord_tick, once this message's frames are released: closing here
+     * would hold one more update in memory during aggregation. */
 }
 
 static void s_handle_heartbeat(coord_t *c, coord_client_t *cl) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "config.h"
 #include "dataset.h"
 #include "metrics.h"
 #include "model.h"
@@ -24,6 +25,7 @@ typedef struct {
     const char *model, *out, *export_path, *standardize, *class_weights;
     double val_frac;
     int threads, json, quiet;
+    config_t *cfg;             /* --config FILE; its strings back the options above */
     train_config_t train;
     act_kind_t act;
     float dropout;
@@ -61,13 +63,18 @@ static void s_usage(FILE *fp) {
         "  --export FILE          also export it as safetensors (PyTorch)\n"
         "  --json                 last stdout line: one JSON object with the results\n"
         "  --quiet                no per-epoch progress\n"
+        "  --config FILE          INI file of the same settings: [data] data, labels, test, test_labels,\n"
+        "                         label_column, val_frac, standardize; [model] arch, activation,\n"
+        "                         dropout; [training] epochs, batch, optimizer, lr, momentum,\n"
+        "                         weight_decay, label_smoothing, class_weights, pcn, patience, seed,\n"
+        "                         threads; [output] out, export. Flags override the file.\n"
         "  --help, --version\n");
 }
 
 enum { OPT_LABELS = 256, OPT_TEST_LABELS, OPT_LABEL_COLUMN, OPT_VAL_FRAC, OPT_STANDARDIZE,
        OPT_ACT, OPT_DROPOUT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM,
        OPT_WD, OPT_SMOOTH, OPT_CW, OPT_PCN, OPT_PATIENCE, OPT_SEED, OPT_THREADS, OPT_EXPORT,
-       OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION };
+       OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION, OPT_CONFIG };
 
 static const struct option s_longopts[] = {
     {"data", required_argument, 0, 'd'}, {"labels", required_argument, 0, OPT_LABELS},
@@ -86,7 +93,7 @@ static const struct option s_longopts[] = {
     {"threads", required_argument, 0, OPT_THREADS}, {"out", required_argument, 0, 'o'},
     {"export", required_argument, 0, OPT_EXPORT}, {"json", no_argument, 0, OPT_JSON},
     {"quiet", no_argument, 0, OPT_QUIET}, {"help", no_argument, 0, OPT_HELP},
-    {"version", no_argument, 0, OPT_VERSION}, {0, 0, 0, 0}};
+    {"version", no_argument, 0, OPT_VERSION}, {"config", required_argument, 0, OPT_CONFIG}, {0, 0, 0, 0}};
 
 static int s_bad(const char *flag, const char *value, const char *expected) {
     fprintf(stderr, "concord-train: %s: invalid value \"%s\" (expected %s)\n", flag, value, expected);
@@ -101,86 +108,139 @@ static int s_parse_num(const char *text, double lo, double hi, double *out) {
     return 0;
 }
 
+/* Applies one option (from a flag or the config file) to o; label names where the value
+ * came from in error messages. Returns -1 when applied, else an exit code. */
+static int s_apply(s_opts_t *o, int c, const char *v, const char *label) {
+    double num;
+    switch (c) {
+    case 'd': o->data = v; break;
+    case OPT_LABELS: o->labels = v; break;
+    case 't': o->test = v; break;
+    case OPT_TEST_LABELS: o->test_labels = v; break;
+    case OPT_LABEL_COLUMN: o->label_column = v; break;
+    case OPT_STANDARDIZE:
+        if (strcmp(v, "auto") && strcmp(v, "local") && strcmp(v, "none"))
+            return s_bad(label, v, "auto, local or none");
+        o->standardize = v;
+        break;
+    case 'm': o->model = v; break;
+    case 'o': o->out = v; break;
+    case OPT_EXPORT: o->export_path = v; break;
+    case OPT_CW: o->class_weights = v; break;
+    case OPT_ACT:
+        if (model_act_parse(v, &o->act)) return s_bad(label, v, "relu, gelu or tanh");
+        break;
+    case OPT_OPTIMIZER:
+        if (optim_kind_parse(v, &o->train.optim.kind)) return s_bad(label, v, "sgd or adam");
+        break;
+    case OPT_PCN:
+        if (strcmp(v, "off") == 0) o->train.pcn = TRAIN_PCN_OFF;
+        else if (strcmp(v, "client") == 0) o->train.pcn = TRAIN_PCN_CLIENT;
+        else return s_bad(label, v, "off or client");
+        break;
+    case OPT_VAL_FRAC:
+        if (s_parse_num(v, 0, 0.9, &num)) return s_bad(label, v, "a number in [0, 0.9]");
+        o->val_frac = num;
+        break;
+    case OPT_DROPOUT:
+        if (s_parse_num(v, 0, 0.99, &num)) return s_bad(label, v, "a number in [0, 0.99]");
+        o->dropout = (float)num;
+        break;
+    case OPT_EPOCHS:
+        if (s_parse_num(v, 0, 1e6, &num)) return s_bad(label, v, "an integer >= 0");
+        o->train.epochs = (int)num;
+        break;
+    case OPT_BATCH:
+        if (s_parse_num(v, 1, 1 << 20, &num)) return s_bad(label, v, "an integer >= 1");
+        o->train.batch = (int)num;
+        break;
+    case OPT_LR:
+        if (s_parse_num(v, 0, 1e3, &num)) return s_bad(label, v, "a positive number");
+        o->train.optim.lr = (float)num;
+        break;
+    case OPT_MOMENTUM:
+        if (s_parse_num(v, 0, 0.9999, &num)) return s_bad(label, v, "a number in [0, 1)");
+        o->train.optim.momentum = (float)num;
+        break;
+    case OPT_WD:
+        if (s_parse_num(v, 0, 1, &num)) return s_bad(label, v, "a number in [0, 1]");
+        o->train.optim.weight_decay = (float)num;
+        break;
+    case OPT_SMOOTH:
+        if (s_parse_num(v, 0, 0.99, &num)) return s_bad(label, v, "a number in [0, 1)");
+        o->train.loss.label_smoothing = (float)num;
+        break;
+    case OPT_PATIENCE:
+        if (s_parse_num(v, 0, 1e6, &num)) return s_bad(label, v, "an integer >= 0");
+        o->train.patience = (int)num;
+        break;
+    case OPT_SEED:
+        if (s_parse_num(v, 0, 1.8e19, &num)) return s_bad(label, v, "a non-negative integer");
+        o->train.seed = strtoull(v, NULL, 10);
+        break;
+    case OPT_THREADS:
+        if (s_parse_num(v, 1, 256, &num)) return s_bad(label, v, "an integer in [1, 256]");
+        o->threads = (int)num;
+        break;
+    default: return 2;
+    }
+    return -1;
+}
+
+/* Config keys are the long options, grouped: [data] data = FILE is --data FILE. */
+static const struct { const char *key; int code; } s_config_keys[] = {
+    {"data.data", 'd'}, {"data.labels", OPT_LABELS}, {"data.test", 't'}, {"data.test_labels", OPT_TEST_LABELS},
+    {"data.label_column", OPT_LABEL_COLUMN}, {"data.val_frac", OPT_VAL_FRAC}, {"data.standardize", OPT_STANDARDIZE},
+    {"model.arch", 'm'}, {"model.activation", OPT_ACT}, {"model.dropout", OPT_DROPOUT},
+    {"training.epochs", OPT_EPOCHS}, {"training.batch", OPT_BATCH}, {"training.optimizer", OPT_OPTIMIZER},
+    {"training.lr", OPT_LR}, {"training.momentum", OPT_MOMENTUM}, {"training.weight_decay", OPT_WD},
+    {"training.label_smoothing", OPT_SMOOTH}, {"training.class_weights", OPT_CW}, {"training.pcn", OPT_PCN},
+    {"training.patience", OPT_PATIENCE}, {"training.seed", OPT_SEED}, {"training.threads", OPT_THREADS},
+    {"output.out", 'o'}, {"output.export", OPT_EXPORT},
+};
+
+/* Loads --config FILE (if given) into o before the flags, which override it. */
+static int s_apply_config(s_opts_t *o, const char *path) {
+    cc_err_t err = {0};
+    o->cfg = config_new();
+    for (size_t i = 0; i < sizeof s_config_keys / sizeof *s_config_keys; i++)
+        config_declare(o->cfg, s_config_keys[i].key, NULL, "");
+    if (config_load_file(o->cfg, path, &err)) {
+        fprintf(stderr, "concord-train: %s\n", err.msg);
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof s_config_keys / sizeof *s_config_keys; i++) {
+        const char *v = config_get(o->cfg, s_config_keys[i].key);
+        if (!v || !config_is_set(o->cfg, s_config_keys[i].key)) continue;
+        char label[512];
+        snprintf(label, sizeof label, "%s: %s", config_origin(o->cfg, s_config_keys[i].key), s_config_keys[i].key);
+        int rc = s_apply(o, s_config_keys[i].code, v, label);
+        if (rc >= 0) return rc;
+    }
+    return -1;
+}
+
 /* Parses argv into o; returns -1 to continue, or an exit code. */
 static int s_parse_args(int argc, char **argv, s_opts_t *o) {
-    double v;
-    int c;
+    int c, rc;
+    while ((c = getopt_long(argc, argv, "d:t:m:o:", s_longopts, NULL)) != -1)
+        if (c == OPT_CONFIG && (rc = s_apply_config(o, optarg)) >= 0) return rc;
+    optind = 0;
     while ((c = getopt_long(argc, argv, "d:t:m:o:", s_longopts, NULL)) != -1) {
+        char label[64];
+        const struct option *lo = NULL;
+        for (const struct option *p = s_longopts; p->name; p++)
+            if (p->val == c) lo = p;
+        snprintf(label, sizeof label, "--%s", lo ? lo->name : "?");
         switch (c) {
-        case 'd': o->data = optarg; break;
-        case OPT_LABELS: o->labels = optarg; break;
-        case 't': o->test = optarg; break;
-        case OPT_TEST_LABELS: o->test_labels = optarg; break;
-        case OPT_LABEL_COLUMN: o->label_column = optarg; break;
-        case OPT_STANDARDIZE:
-            if (strcmp(optarg, "auto") && strcmp(optarg, "local") && strcmp(optarg, "none"))
-                return s_bad("--standardize", optarg, "auto, local or none");
-            o->standardize = optarg;
-            break;
-        case 'm': o->model = optarg; break;
-        case 'o': o->out = optarg; break;
-        case OPT_EXPORT: o->export_path = optarg; break;
-        case OPT_CW: o->class_weights = optarg; break;
-        case OPT_ACT:
-            if (model_act_parse(optarg, &o->act)) return s_bad("--activation", optarg, "relu, gelu or tanh");
-            break;
-        case OPT_OPTIMIZER:
-            if (optim_kind_parse(optarg, &o->train.optim.kind)) return s_bad("--optimizer", optarg, "sgd or adam");
-            break;
-        case OPT_PCN:
-            if (strcmp(optarg, "off") == 0) o->train.pcn = TRAIN_PCN_OFF;
-            else if (strcmp(optarg, "client") == 0) o->train.pcn = TRAIN_PCN_CLIENT;
-            else return s_bad("--pcn", optarg, "off or client");
-            break;
-        case OPT_VAL_FRAC:
-            if (s_parse_num(optarg, 0, 0.9, &v)) return s_bad("--val-frac", optarg, "a number in [0, 0.9]");
-            o->val_frac = v;
-            break;
-        case OPT_DROPOUT:
-            if (s_parse_num(optarg, 0, 0.99, &v)) return s_bad("--dropout", optarg, "a number in [0, 0.99]");
-            o->dropout = (float)v;
-            break;
-        case OPT_EPOCHS:
-            if (s_parse_num(optarg, 0, 1e6, &v)) return s_bad("--epochs", optarg, "an integer >= 0");
-            o->train.epochs = (int)v;
-            break;
-        case OPT_BATCH:
-            if (s_parse_num(optarg, 1, 1 << 20, &v)) return s_bad("--batch", optarg, "an integer >= 1");
-            o->train.batch = (int)v;
-            break;
-        case OPT_LR:
-            if (s_parse_num(optarg, 0, 1e3, &v)) return s_bad("--lr", optarg, "a positive number");
-            o->train.optim.lr = (float)v;
-            break;
-        case OPT_MOMENTUM:
-            if (s_parse_num(optarg, 0, 0.9999, &v)) return s_bad("--momentum", optarg, "a number in [0, 1)");
-            o->train.optim.momentum = (float)v;
-            break;
-        case OPT_WD:
-            if (s_parse_num(optarg, 0, 1, &v)) return s_bad("--weight-decay", optarg, "a number in [0, 1]");
-            o->train.optim.weight_decay = (float)v;
-            break;
-        case OPT_SMOOTH:
-            if (s_parse_num(optarg, 0, 0.99, &v)) return s_bad("--label-smoothing", optarg, "a number in [0, 1)");
-            o->train.loss.label_smoothing = (float)v;
-            break;
-        case OPT_PATIENCE:
-            if (s_parse_num(optarg, 0, 1e6, &v)) return s_bad("--patience", optarg, "an integer >= 0");
-            o->train.patience = (int)v;
-            break;
-        case OPT_SEED:
-            if (s_parse_num(optarg, 0, 1.8e19, &v)) return s_bad("--seed", optarg, "a non-negative integer");
-            o->train.seed = strtoull(optarg, NULL, 10);
-            break;
-        case OPT_THREADS:
-            if (s_parse_num(optarg, 1, 256, &v)) return s_bad("--threads", optarg, "an integer in [1, 256]");
-            o->threads = (int)v;
-            break;
+        case OPT_CONFIG: break;
         case OPT_JSON: o->json = 1; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_HELP: s_usage(stdout); return 0;
         case OPT_VERSION: printf("concord-train %s\n", CONCORD_VERSION); return 0;
-        default: s_usage(stderr); return 2;
+        case '?': s_usage(stderr); return 2;
+        default:
+            if ((rc = s_apply(o, c, optarg, label)) >= 0) return rc;
         }
     }
     if (optind < argc) {
@@ -188,7 +248,7 @@ static int s_parse_args(int argc, char **argv, s_opts_t *o) {
         return 2;
     }
     if (!o->data) {
-        fprintf(stderr, "concord-train: --data FILE is required (see --help)\n");
+        fprintf(stderr, "concord-train: --data FILE (or [data] data = FILE) is required (see --help)\n");
         return 2;
     }
     return -1;
@@ -389,12 +449,16 @@ int main(int argc, char **argv) {
     s_opts_t o = {.model = "mlp:64,32", .standardize = "auto", .val_frac = 0.1, .threads = 1,
                   .train = train_config_default(), .act = ACT_RELU};
     int rc = s_parse_args(argc, argv, &o);
-    if (rc >= 0) return rc;
+    if (rc >= 0) {
+        config_destroy(&o.cfg);
+        return rc;
+    }
     openblas_set_num_threads(o.threads);
     s_run_t r = {.baseline_rss = cc_current_rss()};
     rc = s_prepare_data(&r, &o);
     if (!rc) rc = s_build_model(&r, &o);
     if (!rc) rc = s_train_and_report(&r, &o);
     s_run_free(&r);
+    config_destroy(&o.cfg);
     return rc;
 }

@@ -354,10 +354,12 @@ static void s_alloc_round_state(coord_t *c) {
     model_destroy(&m);
     c->participants = cc_xcalloc(n, sizeof *c->participants);
     c->updates = cc_xcalloc(n, sizeof *c->updates);
-    c->stat_g = cc_xalloc_floats(n * c->L), c->stat_D = cc_xalloc_floats(n * c->L), c->stat_Hg = cc_xalloc_floats(n * c->L);
+    c->stat_g = cc_xcalloc(n * c->L, sizeof(float)), c->stat_D = cc_xcalloc(n * c->L, sizeof(float));
+    c->stat_Hg = cc_xcalloc(n * c->L, sizeof(float));
     c->stat_n = cc_xcalloc(n, sizeof *c->stat_n);
     c->stat_have = cc_xcalloc(n, 1);
-    c->target_g = cc_xalloc_floats(c->L), c->target_D = cc_xalloc_floats(c->L), c->target_Hg = cc_xalloc_floats(c->L);
+    c->target_g = cc_xcalloc(c->L, sizeof(float)), c->target_D = cc_xcalloc(c->L, sizeof(float));
+    c->target_Hg = cc_xcalloc(c->L, sizeof(float));
     c->gap_g = cc_xcalloc(n, sizeof *c->gap_g), c->gap_d = cc_xcalloc(n, sizeof *c->gap_d);
     c->fedce_reg = cc_xcalloc(n, sizeof(fedce_client_t));
     c->fedce_round = cc_xcalloc(n, sizeof *c->fedce_round);

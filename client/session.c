@@ -218,7 +218,12 @@ static void s_handle_nack(client_t *c, const wire_in_t *in) {
     Concord__Nack *n = concord__nack__unpack(NULL, in->body_len, in->body);
     const char *reason = n && n->reason ? n->reason : "?";
     cc_log_warn("nack", "round=%llu reason=\"%s\"", (unsigned long long)(n ? n->round : 0), reason);
-    if (strstr(reason, "unknown session")) { /* the coordinator restarted: introduce ourselves */
+    if (strstr(reason, "unknown sender")) { /* our key is not (or no longer) enrolled */
+        cc_log_error("revoked", "reason=\"%s\" action=\"stopping: ask the federation operator to enrol this "
+                     "hospital's public key\"", reason);
+        c->exit_code = 1;
+        c->stop = 1;
+    } else if (strstr(reason, "unknown session")) { /* the coordinator restarted: introduce ourselves */
         s_send_hello(c);
         client_set_state(c, CLIENT_HELLO_SENT);
     }

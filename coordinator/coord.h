@@ -95,6 +95,7 @@ typedef struct {
     /* identity and network */
     identity_t self;
     enrolment_t *enrolment;
+    char *enrolment_path;      /* re-read on SIGHUP: revocations and key rotations */
     void *zctx, *router;
     zap_handler_t *zap;
     uint64_t seq, seq_reserved; /* hi-lo: seq never reused across restarts (persist.c) */
@@ -159,6 +160,11 @@ const char *coord_reject_name(coord_reject_t r);
 
 /* registry.c */
 coord_client_t *coord_client_find(coord_t *c, const char *id);
+/* Re-reads the enrolment file (SIGHUP): a hospital no longer listed is revoked at once (its
+ * messages and new connections are refused, it is never selected again); a listed hospital
+ * with a new key keeps its registry entry and FedCE history. New ids need a restart. On a
+ * bad file nothing changes. */
+void coord_reload_enrolment(coord_t *c);
 void coord_clients_init(coord_t *c);
 void coord_clients_free(coord_t *c);
 size_t coord_clients_welcomed(const coord_t *c);

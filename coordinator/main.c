@@ -21,8 +21,9 @@
 #include "ledger.h"
 #include "log.h"
 
-static volatile sig_atomic_t s_signal;
+static volatile sig_atomic_t s_signal, s_hangup;
 static void s_on_signal(int sig) { s_signal = sig; }
+static void s_on_hangup(int sig) { (void)sig; s_hangup = 1; }
 
 static void s_declare(config_t *cfg) {
     config_declare(cfg, "federation.rounds", "20", "rounds to run before exporting the final model");
@@ -83,7 +84,9 @@ static void s_usage(FILE *fp) {
         "  --help, --version\n\n"
         "       concord-coordinator verify-ledger FILE --public-key coordinator.pub [--json]\n"
         "checks the contribution ledger's hash chain and every signature, naming the first bad entry.\n\n"
-        "Signals: SIGTERM/SIGINT stop cleanly; a restart resumes the run from the state dir.\n");
+        "Signals: SIGTERM/SIGINT stop cleanly; a restart resumes the run from the state dir.\n"
+        "SIGHUP re-reads the enrolment file: hospitals no longer listed are refused at once, a\n"
+        "changed key is accepted (history kept); new hospitals join after a restart.\n");
 }
 
 /* Parses the command line into c->cfg. Returns -1 to continue or an exit code. */
@@ -302,6 +305,7 @@ static int s_recover(coord_t *c, cc_err_t *err) {
 static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     int rc = identity_load(&c->self, p->identity, err);
     rc = rc ? rc : enrolment_load(p->enrolment, &c->enrolment, err);
+    c->enrolment_path = p->enrolment;
     if (rc) return rc;
     const char *bind;
     rc = config_get_str(c->cfg, "federation.bind", &bind, err);
@@ -330,6 +334,7 @@ static void s_loop(coord_t *c) {
     if (c->state == COORD_DONE) c->stop = 0;
     while (!c->stop && !s_signal) {
         if (c->state == COORD_DONE) break;
+        if (s_hangup) s_hangup = 0, coord_reload_enrolment(c);
         long timeout_ms = (long)(coord_next_timeout(c) * 1000.0);
         if (zmq_poll(items, n_items, timeout_ms) < 0 && errno != EINTR) break;
         if (n_items == 2 && (items[1].revents & ZMQ_POLLIN)) zap_handler_handle(c->zap);
@@ -442,9 +447,10 @@ int main(int argc, char **argv) {
         config_destroy(&c.cfg);
         return 0;
     }
-    struct sigaction sa = {.sa_handler = s_on_signal};
+    struct sigaction sa = {.sa_handler = s_on_signal}, hup = {.sa_handler = s_on_hangup};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
     s_paths_t p = {0};
     rc = s_run(&c, &p);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "coord.h"
+#include "log.h"
 
 void coord_clients_init(coord_t *c) {
     c->n_clients = c->enrolment->n;
@@ -32,4 +33,32 @@ size_t coord_clients_welcomed(const coord_t *c) {
     size_t n = 0;
     for (size_t i = 0; i < c->n_clients; i++) n += c->clients[i].welcomed;
     return n;
+}
+
+void coord_reload_enrolment(coord_t *c) {
+    enrolment_t *fresh = NULL;
+    cc_err_t err = {0};
+    if (enrolment_load(c->enrolment_path, &fresh, &err) != 0) {
+        cc_log_error("enrolment_reload_failed", "reason=\"%s\" action=\"keeping the current enrolment\"", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < c->n_clients; i++) {
+        coord_client_t *cl = &c->clients[i];
+        const identity_public_t *now = enrolment_find(fresh, cl->id), *before = enrolment_find(c->enrolment, cl->id);
+        if (!now && before) {
+            cl->welcomed = 0;
+            cc_log_warn("client_revoked", "client=%s action=\"messages and connections refused from now on\"", cl->id);
+        } else if (now && before && memcmp(now->pk, before->pk, sizeof now->pk) != 0) {
+            cl->welcomed = 0; /* the new key says Hello again */
+            cc_log_info("client_key_rotated", "client=%s action=\"history kept; the new key must say Hello\"", cl->id);
+        }
+    }
+    for (size_t i = 0; i < fresh->n; i++)
+        if (!coord_client_find(c, fresh->keys[i].id))
+            cc_log_warn("client_needs_restart", "client=%s reason=\"new hospitals join after a coordinator restart\"",
+                        fresh->keys[i].id);
+    if (c->zap) zap_handler_set_enrolment(c->zap, fresh);
+    enrolment_destroy(&c->enrolment);
+    c->enrolment = fresh;
+    cc_log_info("enrolment_reloaded", "path=%s enrolled=%zu", c->enrolment_path, fresh->n);
 }

@@ -13,6 +13,7 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 fail() { echo "FAIL: $*"; for f in "$tmp"/*/logs/coordinator.log; do echo "== $f"; tail -20 "$f"; done; exit 1; }
 py=/usr/bin/python3
 
@@ -199,4 +200,54 @@ assert later, "site3 never rejoined"
 print(f"C: round {hit['round']} closed at the deadline with {hit['responded']}; "
       f"site3 rejoined in round {later[0]['round']}")
 PY
+# ---- E: revoking a hospital and rotating another's key with SIGHUP ----------------------------
+"$build/concord-sim" --data "$data/thyroid.train" --clients 3 --rounds 4 --epochs 1 --split iid --seed 5 \
+  --deadline 4 --weighting fedce --workdir "$tmp/e" --prepare-only >/dev/null
+e=$tmp/e
+"$build/concord-coordinator" --config "$e/configs/coordinator.ini" --set federation.min_clients=2 \
+  >>"$e/logs/coordinator.log" 2>&1 &
+coord=$!; pids+=("$coord")
+for s in site1 site2 site3; do
+  extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)
+  "$build/concord-client" --config "$e/configs/$s.ini" "${extra[@]}" >>"$e/logs/$s.log" 2>&1 &
+  cpid[$s]=$!; pids+=("${cpid[$s]}")
+done
+wait_for 'grep -q "test_stop round=1" "$e/logs/site3.log"' 30
+mkdir -p "$e/newkeys"
+"$build/concord-keygen" --id site2 --out "$e/newkeys" >"$e/newkeys/line" 2>/dev/null
+{ grep '^site1 ' "$e/keys/enrolment.txt"; grep '^site2 ' "$e/newkeys/line"; } >"$e/keys/enrolment.new"
+mv "$e/keys/enrolment.new" "$e/keys/enrolment.txt"      # site3 revoked, site2 with a new key
+kill -9 "${cpid[site2]}"
+kill -HUP "$coord"
+wait_for 'grep -q "event=enrolment_reloaded" "$e/logs/coordinator.log"' 10
+"$build/concord-client" --config "$e/configs/site2.ini" --set security.identity="$e/newkeys/site2.key" \
+  >>"$e/logs/site2.log" 2>&1 &
+pids+=("$!")
+kill -CONT "${cpid[site3]}"
+wait_for '! kill -0 "$coord" 2>/dev/null' 60
+wait "$coord" || fail "E: coordinator exited with an error"
+grep -q "event=client_revoked client=site3" "$e/logs/coordinator.log" || fail "E: no revocation logged"
+grep -q "event=client_key_rotated client=site2" "$e/logs/coordinator.log" || fail "E: no key rotation logged"
+grep -q "rejected peer=site3 kind=unknown_sender" "$e/logs/coordinator.log" || fail "E: the revoked hospital's update was not refused"
+grep -q "event=revoked" "$e/logs/site3.log" || fail "E: the revoked hospital's log does not say it was refused"
+kill -0 "${cpid[site3]}" 2>/dev/null && fail "E: the revoked hospital's daemon kept running"
+$py - "$e/history.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert all("site3" not in l["responded"] for l in lines[1:]), [l["responded"] for l in lines]
+assert all(sorted(l["responded"]) == ["site1", "site2"] for l in lines[2:]), [l["responded"] for l in lines]
+# FedCE history kept across the key rotation: a_k is 1 − the mean of ALL its cosines so far.
+cos = []
+for l in lines:
+    c = l["clients"].get("site2")
+    if not c or c.get("fedce_cos") is None:
+        continue
+    cos.append(c["fedce_cos"])
+    want = max(0.0, 1.0 - sum(cos) / len(cos))
+    assert abs(c["fedce_grad"] - want) < 1e-6, (l["round"], c["fedce_grad"], want)
+assert len(cos) >= 3
+print(f"E: site3 revoked by SIGHUP and refused; site2's new key kept its FedCE history "
+      f"(a_k = 1 - mean of all {len(cos)} cosines, before and after the rotation)")
+PY
+
 echo "federation: all checks passed"

@@ -250,4 +250,18 @@ print(f"E: site3 revoked by SIGHUP and refused; site2's new key kept its FedCE h
       f"(a_k = 1 - mean of all {len(cos)} cosines, before and after the rotation)")
 PY
 
+# ---- F: a hospital whose data does not fit the model is refused at Hello, with the reason ----
+"$build/concord-sim" --data "$data/thyroid.train" --clients 2 --rounds 2 --workdir "$tmp/f" --prepare-only >/dev/null
+"$build/concord-coordinator" --config "$tmp/f/configs/coordinator.ini" >>"$tmp/f/logs/coordinator.log" 2>&1 &
+coord=$!; pids+=("$coord")
+set +e
+timeout 30 "$build/concord-client" --config "$tmp/f/configs/site1.ini" --data "$data/diabetes.train" >"$tmp/f/site1.out" 2>&1
+rc=$?
+set -e
+kill "$coord"; wait "$coord" 2>/dev/null || true
+[ "$rc" -eq 1 ] || fail "F: a misfitting hospital should exit 1, got $rc"
+grep -q 'event=rejected_by_coordinator reason="the data has 8 features, the federation.s model expects 21"' "$tmp/f/site1.out" \
+  || fail "F: the hospital's log does not show the reason: $(tail -3 "$tmp/f/site1.out")"
+echo "F: a hospital with 8-feature data is refused at Hello and its log says why"
+
 echo "federation: all checks passed"

@@ -49,6 +49,7 @@ typedef struct {
     uint64_t last_round;        /* last round an update was sent for (persisted) */
     int exit_code;
     int64_t test_stop_at_round; /* tests: SIGSTOP ourselves on this round's task (-1: off) */
+    int byzantine;              /* tests: 0 honest, 1 sign_flip, 2 scale (×100), 3 random */
 
     /* FedCE (§6.1) memory of the previous round, persisted in state_dir/fedce.snap */
     float *prev_params;         /* (P) θ_{t−1}: the global model received last round */

@@ -51,7 +51,9 @@ static void s_usage(FILE *fp) {
         "  --help, --version\n"
         "Testing:\n"
         "  --test-stop-at-round N  stop this process (SIGSTOP) when round N's task arrives, so a\n"
-        "                        test can kill or resume it at a known point of the round\n");
+        "                        test can kill or resume it at a known point of the round\n"
+        "  --test-byzantine MODE  send a corrupted but correctly signed update every round:\n"
+        "                        sign_flip (-Δ), scale (100·Δ) or random (Gaussian, same norm)\n");
 }
 
 static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
@@ -60,7 +62,7 @@ static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
         {"id", required_argument, 0, 'i'},     {"data", required_argument, 0, 'd'},
         {"coordinator", required_argument, 0, 'e'}, {"state-dir", required_argument, 0, 't'},
         {"print-config", no_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
-        {"test-stop-at-round", required_argument, 0, 'S'},
+        {"test-stop-at-round", required_argument, 0, 'S'}, {"test-byzantine", required_argument, 0, 'B'},
         {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     cc_err_t err = {0};
     int ch, rc = 0;
@@ -77,6 +79,15 @@ static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
         case 't': rc = config_set(c->cfg, "client.state_dir", optarg, "--state-dir", &err); break;
         case 'p': *print_config = 1; break;
         case 'S': c->test_stop_at_round = strtoll(optarg, NULL, 10); break;
+        case 'B':
+            if (strcmp(optarg, "sign_flip") == 0) c->byzantine = 1;
+            else if (strcmp(optarg, "scale") == 0) c->byzantine = 2;
+            else if (strcmp(optarg, "random") == 0) c->byzantine = 3;
+            else {
+                fprintf(stderr, "concord-client: --test-byzantine: expected sign_flip, scale or random, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': s_usage(stdout); return 0;
         case 'V': printf("concord-client %s\n", CONCORD_VERSION); return 0;
         default: s_usage(stderr); return 2;

@@ -8,6 +8,7 @@
  * targets), never on the process's history, so a restarted client produces the same update
  * for the same task (that is what makes a resumed run bit-identical). */
 #include <cblas.h>
+#include <math.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -336,6 +337,19 @@ static void s_send_update(client_t *c, const Concord__Task *t, const wire_frame_
     free(counts64);
 }
 
+/* Test mode --test-byzantine: corrupt a vector the way a compromised hospital might, keeping
+ * the message correctly signed: −v, 100·v, or Gaussian noise of v's norm. */
+static void s_byzantine(const client_t *c, float *v, size_t n, uint64_t round) {
+    if (c->byzantine == 1) cblas_sscal((int)n, -1.0f, v, 1);
+    else if (c->byzantine == 2) cblas_sscal((int)n, 100.0f, v, 1);
+    else if (c->byzantine == 3) {
+        double norm = wire_l2norm(v, n);
+        cc_rng_t rng;
+        cc_rng_seed(&rng, round * 7919u + 17u);
+        for (size_t i = 0; i < n; i++) v[i] = (float)(cc_rng_normal(&rng) * norm / sqrt((double)n));
+    }
+}
+
 /* Sends the update of a finished local training: Δ, or in components mode the per-class
  * parts Δ_c and Δ_reg; keeps Δ̃_k (as the coordinator will use it) for next round's FedCE. */
 static void s_finish_training(client_t *c, const Concord__Task *t, const float *theta_t, sgd_decomp_t *dec,
@@ -372,6 +386,10 @@ static void s_finish_training(client_t *c, const Concord__Task *t, const float *
         frames[n] = (wire_frame_t){dec->d_reg, P}, snprintf(names[n], 24, "delta_reg"), n++;
     }
     for (size_t i = 0; i < n; i++) np[i] = names[i];
+    if (c->byzantine) {
+        cc_log_warn("byzantine", "round=%llu mode=%d reason=\"--test-byzantine\"", (unsigned long long)t->round, c->byzantine);
+        for (size_t i = 0; i < n; i++) s_byzantine(c, (float *)frames[i].data, P, t->round);
+    }
     s_send_update(c, t, frames, np, n, r);
 }
 

@@ -132,8 +132,82 @@ static int s_stream_into_theta(coord_t *c, const double *w, cc_err_t *err) {
     return rc;
 }
 
+static int s_cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median (robust 1) or mean after cutting `cut` values at each end (robust 2) of v (K). */
+static float s_robust_value(float *v, size_t K, int robust, size_t cut) {
+    qsort(v, K, sizeof *v, s_cmp_float);
+    if (robust == 1) return K % 2 ? v[K / 2] : 0.5f * (v[K / 2 - 1] + v[K / 2]);
+    double acc = 0.0;
+    for (size_t k = cut; k < K - cut; k++) acc += v[k];
+    return (float)(acc / (double)(K - 2 * cut));
+}
+
+/* Relative norm bound: updates over ratio × the round's median norm are left out (and
+ * shown as excluded in the history); returns how many remain. */
+static int s_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t s_apply_norm_bound(coord_t *c) {
+    size_t K = c->n_updates, kept = 0;
+    if (c->norm_ratio <= 0.0 || K < 3) return K;
+    double *norms = cc_xcalloc(K, sizeof *norms);
+    for (size_t k = 0; k < K; k++) norms[k] = c->updates[k].update_norm;
+    qsort(norms, K, sizeof *norms, s_cmp_double);
+    double median = K % 2 ? norms[K / 2] : 0.5 * (norms[K / 2 - 1] + norms[K / 2]);
+    free(norms);
+    coord_update_t *keep = cc_xcalloc(K, sizeof *keep), *drop = cc_xcalloc(K, sizeof *drop);
+    size_t n_drop = 0;
+    for (size_t k = 0; k < K; k++) {
+        coord_update_t *u = &c->updates[k];
+        u->excluded = u->update_norm > c->norm_ratio * median;
+        if (u->excluded)
+            cc_log_warn("update_excluded", "round=%llu client=%s norm=%.4g median=%.4g ratio=%.2f",
+                        (unsigned long long)c->round, u->id, u->update_norm, median, c->norm_ratio);
+        if (u->excluded) drop[n_drop++] = *u;
+        else keep[kept++] = *u;
+    }
+    /* The kept updates first (aggregated), the excluded after them (history only). */
+    memcpy(c->updates, keep, kept * sizeof *keep);
+    memcpy(c->updates + kept, drop, n_drop * sizeof *drop);
+    free(keep), free(drop);
+    return kept;
+}
+
+/* Coordinate-wise median or trimmed mean of the kept updates, read from the journal in
+ * chunks (K × chunk floats at a time), into sum. Unweighted: robust statistics ignore the
+ * clients' claimed sample counts, which a Byzantine client could inflate. */
+static int s_robust_sum(coord_t *c, size_t K, float *sum, cc_err_t *err) {
+    const size_t chunk = 4096;
+    float *block = cc_xalloc_floats(K * chunk), *col = cc_xcalloc(K, sizeof *col);
+    size_t cut = c->robust == 2 ? (size_t)floor(c->trim * (double)K) : 0;
+    int rc = 0;
+    for (size_t s0 = 0; s0 < c->P && !rc; s0 += chunk) {
+        size_t n = c->P - s0 < chunk ? c->P - s0 : chunk;
+        for (size_t k = 0; k < K && !rc; k++) {
+            uint32_t hdr_len;
+            rc = journal_read(c->journal, &c->updates[k].rec, 0, &hdr_len, sizeof hdr_len, err);
+            if (!rc) rc = journal_read(c->journal, &c->updates[k].rec, sizeof hdr_len + hdr_len + s0 * sizeof(float),
+                                       block + k * chunk, n * sizeof(float), err);
+        }
+        for (size_t i = 0; i < n && !rc; i++) {
+            for (size_t k = 0; k < K; k++) col[k] = block[k * chunk + i];
+            sum[s0 + i] = s_robust_value(col, K, c->robust, cut);
+        }
+    }
+    free(block), free(col);
+    return rc;
+}
+
 int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
     qsort(c->updates, c->n_updates, sizeof *c->updates, s_by_id);
+    size_t all = c->n_updates;
+    c->n_updates = s_apply_norm_bound(c); /* excluded updates sit after n_updates */
     int rc = 0;
     if (c->fedce) {
         rc = s_fedce_weights(c, weights, err);
@@ -142,7 +216,12 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
         for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
     }
-    if (!rc && !c->U && c->per_class != 3 && coord_snapshot_params(c)) {
+    if (!rc && c->robust) {
+        float *sum = cc_xalloc_floats(c->P);
+        rc = s_robust_sum(c, c->n_updates, sum, err);
+        if (!rc) cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, c->params, 1);
+        free(sum);
+    } else if (!rc && !c->U && c->per_class != 3 && coord_snapshot_params(c)) {
         rc = s_stream_into_theta(c, weights, err);
     } else if (!rc) {
         float *sum = cc_xalloc_floats(c->P);
@@ -151,5 +230,7 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         free(sum);
     }
     if (!rc) wire_digest_floats(c->digest, c->params, c->P);
+    for (size_t k = c->n_updates; k < all; k++) weights[k] = 0.0;
+    c->n_updates = all; /* the history and the ledger list every accepted update */
     return rc;
 }

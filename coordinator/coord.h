@@ -64,6 +64,7 @@ typedef struct {
     journal_record_t rec;      /* the update record in the journal */
     uint64_t n_samples;
     double update_norm;
+    int excluded;              /* left out of aggregation by the relative norm bound */
     double train_seconds;
     double arrival;            /* seconds since round start */
     Concord__Metrics val, test;
@@ -85,6 +86,9 @@ typedef struct {
     int per_class;             /* §6.3: 0 off, 1 client, 2 server, 3 federation */
     char per_class_name[16];
     char *ledger_path;         /* contribution ledger (JSON lines), NULL = off */
+    double norm_ratio;         /* [aggregation] max_norm_ratio: drop updates over ratio × median norm (0: off) */
+    int robust;                /* [aggregation] robust: 0 weighted mean, 1 median, 2 trimmed mean */
+    double trim;               /* trimmed mean: fraction cut at each end per coordinate */
     int keep_updates;          /* archive accepted updates as safetensors */
     int curve;
     Concord__TrainSettings training;

@@ -106,6 +106,7 @@ static json_t *s_clients(const coord_t *c, const double *weights, json_t *weight
                                u->train_seconds, "arrival_s", u->arrival, "upload_bytes",
                                (json_int_t)u->upload_bytes, "val", s_metrics(&u->val));
         if (u->has_test) json_object_set_new(cl, "test", s_metrics(&u->test));
+        if (u->excluded) json_object_set_new(cl, "excluded", json_true());
         size_t slot = u->slot;
         if (c->fedce && slot < c->n_clients) {
             json_object_set_new(cl, "fedce_cos", s_num_or_null(c->fedce_cos[slot]));

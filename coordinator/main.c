@@ -51,6 +51,9 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
     config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
+    config_declare(cfg, "aggregation.max_norm_ratio", "0", "leave out updates whose norm exceeds this multiple of the round's median update norm (0: off)");
+    config_declare(cfg, "aggregation.robust", "none", "none (weighted mean) | median | trimmed_mean: coordinate-wise, unweighted, against Byzantine updates");
+    config_declare(cfg, "aggregation.trim", "0.1", "trimmed_mean: share cut at each end of every coordinate (0 - 0.49)");
     config_declare(cfg, "fedce.combine", "plus", "plus: w = (a + b)/2 | times: w = a * b");
     config_declare(cfg, "fedce.metric", "balanced_accuracy", "the clients' minus-model score: balanced_accuracy | accuracy | macro_f1 | loss");
     config_declare(cfg, "alignment.variants", "none", "none, or a comma list of gradient, hessian_diag, hgp (DESIGN 6.2)");
@@ -179,6 +182,12 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     rc = rc ? rc : config_get_choice(g, "per_class.mode", "off|client|server|federation", &c->per_class, err);
     if (!rc) snprintf(c->per_class_name, sizeof c->per_class_name, "%s", config_get(g, "per_class.mode"));
     rc = rc ? rc : config_get_bool(g, "storage.keep_updates", &c->keep_updates, err);
+    rc = rc ? rc : config_get_double(g, "aggregation.max_norm_ratio", 0.0, 1e6, &c->norm_ratio, err);
+    rc = rc ? rc : config_get_choice(g, "aggregation.robust", "none|median|trimmed_mean", &c->robust, err);
+    rc = rc ? rc : config_get_double(g, "aggregation.trim", 0.0, 0.49, &c->trim, err);
+    if (!rc && c->robust && c->per_class == 3)
+        rc = cc_err_set(err, CC_ERR_ARG, "[aggregation] robust = %s cannot be combined with [per_class] mode = federation",
+                        config_get(g, "aggregation.robust"));
     rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
     rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);
     c->keep_checkpoints = (int)l;

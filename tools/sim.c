@@ -35,7 +35,8 @@ typedef struct {
 
 typedef struct {
     const char *data, *labels, *test, *test_labels, *split, *workdir, *shards, *config, *model;
-    const char *weighting, *alignment, *per_class;
+    const char *weighting, *alignment, *per_class, *byzantine_mode;
+    int byzantine;            /* the last N hospitals run with --test-byzantine MODE */
     int clients, port, curve, threads, prepare_only;
     long rounds, epochs;
     unsigned long long seed;
@@ -71,6 +72,7 @@ static void s_usage(FILE *fp) {
         "  --alignment V          none | comma list of gradient, hessian_diag, hgp (DESIGN 6.2)\n"
         "  --per-class MODE       off | client | server | federation (DESIGN 6.3)\n"
         "  --all                  = --weighting fedce --alignment gradient,hessian_diag --per-class server\n"
+        "  --byzantine N:MODE     tests: the last N hospitals send sign_flip, scale or random updates\n"
         "  --config FILE          extra coordinator keys (INI), applied over the generated config\n"
         "  --deadline SECONDS     per-round deadline (default 60)\n"
         "  --port P               coordinator port (default: a free one)\n"
@@ -95,7 +97,7 @@ static int s_parse(s_sim_t *s, int argc, char **argv) {
         {"workdir", 1, 0, 'w'}, {"shards", 1, 0, 'D'}, {"config", 1, 0, 'c'}, {"model", 1, 0, 'm'},
         {"epochs", 1, 0, 'e'}, {"deadline", 1, 0, 'l'}, {"port", 1, 0, 'p'}, {"threads", 1, 0, 'j'},
         {"no-curve", 0, 0, 'C'}, {"prepare-only", 0, 0, 'P'}, {"weighting", 1, 0, 'W'},
-        {"alignment", 1, 0, 'A'}, {"per-class", 1, 0, 'K'}, {"all", 0, 0, 'Z'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+        {"alignment", 1, 0, 'A'}, {"per-class", 1, 0, 'K'}, {"all", 0, 0, 'Z'}, {"byzantine", 1, 0, 'Y'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
     int ch;
     char *end;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -114,6 +116,13 @@ static int s_parse(s_sim_t *s, int argc, char **argv) {
         case 'W': s->weighting = optarg; break;
         case 'A': s->alignment = optarg; break;
         case 'K': s->per_class = optarg; break;
+        case 'Y': {
+            char *colon = strchr(optarg, ':');
+            s->byzantine = (int)strtol(optarg, &end, 10);
+            if (!colon || end != colon || s->byzantine < 1) return s_die("--byzantine: expected N:MODE, got \"%s\"", optarg);
+            s->byzantine_mode = colon + 1;
+            break;
+        }
         case 'Z': s->weighting = "fedce", s->alignment = "gradient,hessian_diag", s->per_class = "server"; break;
         case 'n': s->clients = (int)strtol(optarg, &end, 10);
             if (*end || s->clients < 1 || s->clients > SIM_MAX_SITES) return s_die("--clients: expected 1..1000, got \"%s\"", optarg);
@@ -545,7 +554,8 @@ static int s_launch(s_sim_t *s, const char *work) {
         char *ini = s_join(work, name);
         snprintf(name, sizeof name, "logs/%s.log", s->sites[i].name);
         char *clog = s_join(work, name);
-        char *argv[] = {"concord-client", "--config", ini, NULL};
+        int byz = s->byzantine && i >= s->n_sites - s->byzantine;
+        char *argv[] = {"concord-client", "--config", ini, byz ? "--test-byzantine" : NULL, (char *)s->byzantine_mode, NULL};
         s->pids[i] = s_spawn(s, argv, clog);
         free(ini), free(clog);
     }

@@ -23,7 +23,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
-METHODS = ["fedavg", "fedce", "fedce-align", "fedce-pcn", "all", "fedce-pcnclient", "fedavg-pcn"]
+METHODS = ["fedavg", "fedce", "fedce-align", "fedce-pcn", "all", "fedce-pcnclient", "fedavg-pcn", "fedce-align100"]
 MAIN5 = METHODS[:5]
 LABEL = {
     "fedavg": "FedAvg",
@@ -33,6 +33,7 @@ LABEL = {
     "all": "all three",
     "fedce-pcnclient": "FedCE+PCN(client)",
     "fedavg-pcn": "FedAvg+PCN(server)",
+    "fedce-align100": "FedCE+align×100",
 }
 FLAGS = {
     "fedavg": "--weighting fedavg",
@@ -42,19 +43,21 @@ FLAGS = {
     "all": "--weighting fedce --alignment gradient,hessian_diag --per-class server",
     "fedce-pcnclient": "--weighting fedce --per-class client",
     "fedavg-pcn": "--weighting fedavg --per-class server",
+    "fedce-align100": "--weighting fedce --alignment gradient,hessian_diag + [alignment] alpha = 1e-2, beta = 0.5",
 }
-SCENARIOS = ["thy4", "thy8", "thy4-flip", "thy4-flipbig", "fm10", "fm10-shift"]
+SCENARIOS = ["thy4", "thy8", "thy4-flip", "thy4-flipbig", "thy4-demo", "fm10", "fm10-shift"]
 TITLE = {
     "thy4": "Thyroid, 4 hospitals",
     "thy8": "Thyroid, 8 hospitals",
     "thy4-flip": "Thyroid, 4 hospitals, 30% label flips at the 2nd-largest hospital",
     "thy4-flipbig": "Thyroid, 4 hospitals, 30% label flips at the largest hospital",
+    "thy4-demo": "Thyroid, 4 hospitals, Dirichlet(0.5), as in the demo main job",
     "fm10": "Fashion-MNIST, 10 hospitals",
     "fm10-shift": "Fashion-MNIST, 10 hospitals, 2 hospitals on another scanner",
 }
-SHORT = {"thy4": "thy-4", "thy8": "thy-8", "thy4-flip": "thy-4 flip2", "thy4-flipbig": "thy-4 flip1",
+SHORT = {"thy4": "thy-4", "thy8": "thy-8", "thy4-flip": "thy-4 flip2", "thy4-flipbig": "thy-4 flip1", "thy4-demo": "thy-4 α=0.5",
          "fm10": "FM-10", "fm10-shift": "FM-10 shift"}
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f"]
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f", "#17becf"]
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -184,6 +187,8 @@ def scenario_rows(runs, root, sc, seeds, methods):
         base = {r.seed: runs[(sc, "fedavg", r.seed)] for r in rs if (sc, "fedavg", r.seed) in runs}
         d_bal = [r.bal - base[r.seed].bal for r in rs if r.seed in base]
         wins = sum(1 for d in d_bal if d > 0)
+        ce = {r.seed: runs[(sc, "fedce", r.seed)] for r in rs if (sc, "fedce", r.seed) in runs}
+        d_ce = [r.bal - ce[r.seed].bal for r in rs if r.seed in ce]
         hosp_mean = [np.mean(list(r.site_acc.values())) for r in rs if r.site_acc]
         hosp_std = [np.std(list(r.site_acc.values())) for r in rs if r.site_acc]
         hosp_min = [min(r.site_acc.values()) for r in rs if r.site_acc]
@@ -201,6 +206,8 @@ def scenario_rows(runs, root, sc, seeds, methods):
             "bal_sd": float(np.std([r.bal for r in rs], ddof=1)) if len(rs) > 1 else 0.0,
             "minrec": ms([minority_recall(r) for r in rs]),
             "dbal": (f"{np.mean(d_bal):+.3f} ({wins}/{len(d_bal)})" if m != "fedavg" and d_bal else "–"),
+            "dce": (f"{np.mean(d_ce):+.3f} ({sum(1 for d in d_ce if d > 0)}/{len(d_ce)})"
+                    if m.startswith("fedce-") or m == "all" else "–"),
             "h_mean": ms(hosp_mean), "h_std": ms(hosp_std), "h_min": ms(hosp_min),
             "corr_acc": ms(corr_acc, 2), "corr_bal": ms(corr_bal, 2),
             "aborted": sum(r.aborted for r in rs),
@@ -251,18 +258,19 @@ def plot_curves(runs, sc, seeds, methods, plotdir, imgdir, term):
     for col, ylabel in ((2, "global test accuracy"), (3, "global test balanced accuracy")):
         plots = []
         for i, m in enumerate(present):
-            dash = "dt 2" if m in ("fedce-pcnclient", "fedavg-pcn") else "dt 1"
+            dash = "dt 2" if m in ("fedce-pcnclient", "fedavg-pcn", "fedce-align100") else "dt 1"
             plots.append(f"'{dat}' index {i} using 1:{col} with linespoints lw 2 pt 7 ps 0.5 {dash} "
                          f"lc rgb '{COLORS[METHODS.index(m)]}' title '{LABEL[m]}'")
         lines.append(f"set ylabel '{ylabel}'\nplot " + ", \\\n     ".join(plots))
     with open(gp, "w") as f:
-        f.write(f"""set terminal {term} size 1400,520 font 'sans,11'
+        f.write(f"""set terminal {term} size 1400,600 font 'sans,11'
 set output '{png}'
 set multiplot layout 1,2 title '{TITLE[sc]} (mean over seeds {",".join(map(str, seeds))})'
 set xlabel 'round'
 set yrange [0:1]
 set grid
-set key bottom right font ',9'
+set bmargin 8
+set key at screen 0.5, 0.07 center horizontal maxrows 2 width 2 font ',10'
 {lines[0]}
 unset key
 {lines[1]}
@@ -328,19 +336,21 @@ def plot_probe(probe, plotdir, imgdir, term):
         f"'{dat}' index {i} using 1:4 with linespoints lw 2 pt 6 dt 2 lc rgb '{COLORS[i]}' title '{sh}/{st}: per-class normalised'"
         for i, (sh, st) in enumerate(keys))
     with open(gp, "w") as f:
-        f.write(f"""set terminal {term} size 1400,520 font 'sans,11'
+        f.write(f"""set terminal {term} size 1400,640 font 'sans,11'
 set output '{png}'
 set multiplot layout 1,2 title 'Per-class normalisation of a whole local update (numpy probe, MLP 784-128-10, SGD momentum 0.9, batch 32)'
 set logscale x
+set xrange [0.8:300]
 set xlabel 'local SGD steps in the update'
 set grid
+set bmargin 9
 set key bottom left font ',9'
 set ylabel 'cos(normalised update, real update)'
 set yrange [-0.1:1]
 plot {cos_plots}
 set ylabel 'test accuracy after applying the update'
 set yrange [0:1]
-set key top left font ',8'
+set key at screen 0.75, 0.08 center horizontal maxrows 4 width 1 font ',9'
 plot {acc_plots}
 unset multiplot
 """)
@@ -381,6 +391,12 @@ def main():
         with open(os.path.join(root, "batches.jsonl")) as f:
             batches = [json.loads(x) for x in f if x.strip()]
     meta = next((b for b in batches if "started" in b and not b.get("quick")), batches[0] if batches else {})
+    waits = []
+    if os.path.exists(os.path.join(root, "lockwaits.jsonl")):
+        with open(os.path.join(root, "lockwaits.jsonl")) as f:
+            waits = [json.loads(x) for x in f if x.strip()]
+    wall = sum(b.get("seconds", 0) for b in batches)
+    waited = sum(x.get("waited", 0) for x in waits)
     times = []
     if os.path.exists(os.path.join(root, "times.jsonl")):
         with open(os.path.join(root, "times.jsonl")) as f:
@@ -406,25 +422,24 @@ def main():
       "runs wrote. Two extra rows per scenario: per-class normalisation in `client` mode "
       "(PCN-SGD steps at each hospital) and `server` mode with FedAvg weights (to tell the "
       "per-class stage apart from the weighting).\n")
-    w("**Reproduce** (builds nothing; about "
-      f"{int(round(sum(b.get('seconds', 0) for b in batches) / 60.0))} minutes of wall time here):\n")
+    w(f"**Reproduce** (builds nothing; about {int(round((wall - waited) / 60.0))} minutes of wall time here):\n")
     w("```sh\ncmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j2\n"
-      "bench/methods/run.sh                                   # main batch: seeds 1-3, all scenarios\n"
-      "bench/methods/run.sh --scenarios \"thy4 thy8 thy4-flip thy4-flipbig\" --seeds \"4 5 6 7 8 9 10\"   # thyroid supplement\n"
-      "/usr/bin/python3 bench/methods/pcn_probe.py --out bench/methods/out/pcn_probe.json\n"
-      "/usr/bin/python3 bench/methods/analyze.py              # this page and docs/img/methods-*.png\n```\n")
+      "bench/methods/run.sh            # seeds 1-3, every scenario and method, the per-class diagnostic and probe\n"
+      "bench/methods/run.sh --scenarios \"thy4 thy8 thy4-flip thy4-flipbig\" --seeds \"4 5 6 7 8 9 10\"   # thyroid, 10 seeds\n"
+      "/usr/bin/python3 bench/methods/analyze.py     # this page, docs/img/methods-*.png, docs/img/pcn-probe.png\n```\n")
     w("`run.sh` is resumable (finished runs are skipped), waits while `/tmp/concord-bench.lock` "
       "exists and runs everything under `nice -n 10`; its results stay in `bench/methods/out/` "
       "(not committed). Each run's exact `concord-sim` command is in "
       "`out/runs/<scenario>/<method>/seed<S>.cmd`.\n")
     if meta:
-        secs = sum(b.get("seconds", 0) for b in batches)
         sim_secs = sum(t["seconds"] for t in times)
         w(f"**Machine**: {meta.get('cpu', '?')}, {meta.get('nproc', '?')} cores, {meta.get('mem_gib', '?')} GiB, "
           f"Linux {meta.get('kernel', '?')}; shared with other engineers' jobs (so wall times are indicative). "
-          f"**Build**: commit `{meta.get('commit', '?')[:12]}`, Release. **Wall time**: {secs / 60:.1f} min for "
-          f"all batches ({len(times)} federation runs took {sim_secs / 60:.1f} min of it; the rest is "
-          f"standalone training, evaluation and preparing shards).\n")
+          f"**Build**: commit `{meta.get('commit', '?')[:12]}`, Release. **Wall time**: {(wall - waited) / 60:.1f} min "
+          f"of work ({len(times)} federation runs took {sim_secs / 60:.1f} min of it; the rest is standalone "
+          f"training, evaluation, preparing shards and the probe), plus {waited / 60:.1f} min spent waiting "
+          f"while someone else held `/tmp/concord-bench.lock` ({len(batches) // 2 or len(batches)} batch invocations, "
+          f"{wall / 60:.1f} min end to end).\n")
 
     w("## Setup\n")
     w("| scenario | data | hospitals | split | rounds × local epochs | model |\n|---|---|---|---|---|---|")
@@ -434,6 +449,7 @@ def main():
     w(f"| thy8 | same | 8 | Dirichlet(0.3) | {th_r} × {th_e} | same |")
     w(f"| thy4-flip | thy4's split; the **second-largest** hospital has 30% of its training labels flipped (each to one of the two other classes, uniformly) | 4 | same as thy4 | {th_r} × {th_e} | same |")
     w(f"| thy4-flipbig | same, the flips at the **largest** hospital | 4 | same as thy4 | {th_r} × {th_e} | same |")
+    w(f"| thy4-demo | thyroid, the setting of `scripts/demo.sh` (which runs it with `--all`) | 4 | Dirichlet(0.5) | {th_r} × {th_e} | same |")
     w(f"| fm10 | Fashion-MNIST (IDX, 60,000 train / 10,000 test, balanced) | 10 | Dirichlet(0.3) | {fm_r} × {fm_e} | MLP 784-128-10 |")
     w(f"| fm10-shift | fm10's split; the hospitals ranked 2 and 3 by size see another scanner: x' = clip(0.5·x + 0.25 + N(0, 0.1²)), 8-bit | 10 | same as fm10 | {fm_r} × {fm_e} | same |")
     w("")
@@ -449,8 +465,9 @@ def main():
     w("Columns: **acc / bal. acc** — the final global model on the held-out test set; "
       "**minority recall** — thyroid: recall of class 0 (89 of 3,600 training rows, the rarest; "
       "77 test rows); Fashion-MNIST is balanced (6,000 per class), so there it is the worst "
-      "class's recall; **Δ bal. vs FedAvg** — mean paired difference over the seeds (seeds "
-      "better than FedAvg / seeds); **hospital acc mean / std / worst** — the final model "
+      "class's recall; **Δ bal. vs FedAvg / vs FedCE** — mean paired difference of balanced "
+      "accuracy over the seeds (seeds better / seeds; the FedCE column answers \"does adding this "
+      "stage to FedCE help?\"); **hospital acc mean / std / worst** — the final model "
       "scored on each hospital's own shard (performance fairness; the label-flipped hospital "
       "is scored on its true labels); **r(weight, standalone)** — Pearson correlation, over "
       "hospitals, between the final-round aggregation weight and the global-test accuracy of "
@@ -474,13 +491,13 @@ def main():
 
     for sc, rs in table.items():
         w(f"## {TITLE[sc]} (`{sc}`)\n")
-        hdr = ["method", "acc", "bal. acc", "Δ bal. vs FedAvg", "minority recall",
+        hdr = ["method", "acc", "bal. acc", "Δ bal. vs FedAvg", "Δ bal. vs FedCE", "minority recall",
                "hospital acc mean", "std", "worst", "r(weight, standalone acc)", "r(weight, standalone bal.)"]
         if sc == "fm10-shift":
             hdr.append("acc on shifted test set")
         body = []
         for r in rs:
-            row = [LABEL[r["m"]], r["acc"], r["bal"], r["dbal"], r["minrec"], r["h_mean"], r["h_std"], r["h_min"],
+            row = [LABEL[r["m"]], r["acc"], r["bal"], r["dbal"], r["dce"], r["minrec"], r["h_mean"], r["h_std"], r["h_min"],
                    r["corr_acc"], r["corr_bal"]]
             if sc == "fm10-shift":
                 row.append(r["shifted_test"])
@@ -523,6 +540,23 @@ def main():
         body.append([sc, "; ".join(who)] + [f"{ms(row_w[m][0])} / {ms(row_w[m][1])}" if m in row_w else "–"
                                             for m in MAIN5 + ["fedce-pcnclient"]])
     w(md_table(hdr, body) + "\n")
+    w("Per seed, final round: the noisy hospital's sample share (= its FedAvg weight), its FedCE "
+      "weight, its rank among the hospitals by FedCE weight (1 = largest), and the final "
+      "model's accuracy on the noisy hospital's own data (flips: on its true labels) under "
+      "FedAvg and FedCE.\n")
+    body = []
+    for sc in ("thy4-flip", "thy4-flipbig", "fm10-shift"):
+        for s in seeds:
+            info, ra, rc = noisy_info(root, sc, s), runs.get((sc, "fedavg", s)), runs.get((sc, "fedce", s))
+            if not info or not ra or not rc:
+                continue
+            for n in info["noisy"]:
+                order = sorted(rc.weights, key=lambda k: -rc.weights[k])
+                body.append([sc, s, n, f"{ra.weights[n]:.3f}", f"{rc.weights[n]:.3f}",
+                             f"{order.index(n) + 1} of {len(order)}", f"{1 / len(order):.3f}",
+                             f"{ra.site_acc.get(n, math.nan):.3f}", f"{rc.site_acc.get(n, math.nan):.3f}"])
+    w(md_table(["scenario", "seed", "hospital", "FedAvg weight", "FedCE weight", "FedCE rank", "uniform 1/K",
+                "acc on own data, FedAvg", "acc on own data, FedCE"], body) + "\n")
     # FedCE internals of the noisy hospital
     w("What FedCE saw (final round, FedCE run, mean ± std over seeds): the noisy hospital's "
       "gradient-space score a_k = max(0, 1 − mean cos_k) (`fedce_grad`), data-space score "
@@ -591,6 +625,38 @@ def main():
     # per-class normalisation
     w("## Per-class normalisation in `server` mode\n")
     w("@@NOTE-pcn@@\n")
+    w("Thyroid test recall per class of the final model (class 0: 77 test rows, class 1: 176, "
+      "class 2: 3,347), mean over seeds " + ", ".join(map(str, seeds)) + ":\n")
+    body = []
+    for sc in [x for x in SCENARIOS if is_thyroid(x) and x in table]:
+        for m in ("fedavg", "fedce", "fedce-pcn", "all", "fedavg-pcn", "fedce-pcnclient"):
+            rs = [runs[(sc, m, s)] for s in seeds if (sc, m, s) in runs]
+            if rs:
+                body.append([sc, LABEL[m]] + [ms([r.recall[k] for r in rs], 2) for k in range(3)] + [ms([r.acc for r in rs])])
+    w(md_table(["scenario", "method", "recall 0", "recall 1", "recall 2", "accuracy"], body) + "\n")
+    diag = os.path.join(root, "diag", "pcn-batch")
+    if os.path.isdir(diag):
+        w("**Against the number of local steps, in Concord itself** (`run.sh` diagnostic, "
+          "`out/diag/pcn-batch/`): Fashion-MNIST, 10 hospitals, FedAvg weights, 10 rounds × 1 "
+          "local epoch, only the local batch size changes (so the number of SGD steps summed "
+          "into one update); final global test accuracy, mean ± std over seeds "
+          + ", ".join(map(str, seeds)) + ".\n")
+        body = []
+        for split in ("iid", "dirichlet"):
+            for b in (32, 600, 6000):
+                cells = []
+                for pc in ("off", "server"):
+                    accs = []
+                    for s in seeds:
+                        hp = os.path.join(diag, split, f"b{b}", pc, f"seed{s}", "history.jsonl")
+                        if os.path.exists(hp):
+                            h = history(hp)
+                            accs.append(h[-1]["global"]["accuracy"])
+                    cells.append(ms(accs))
+                body.append([split if split == "iid" else "Dirichlet(0.3)", b, f"≈ {round(5400 / b) if b < 6000 else 1}",
+                             cells[0], cells[1]])
+        w(md_table(["split", "local batch", "SGD steps per update (6,000-row hospital)", "per-class off",
+                    "per-class server"], body) + "\n")
     if probe:
         w("The probe (`bench/methods/pcn_probe.py`, numpy, independent of Concord's code) trains one "
           "hospital's MLP 784-128-10 with momentum SGD exactly as the client does in server mode "

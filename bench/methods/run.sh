@@ -6,17 +6,22 @@
 #   bench/methods/run.sh [--quick] [--scenarios "..."] [--methods "..."] [--seeds "1 2 3"]
 #   /usr/bin/python3 bench/methods/analyze.py          # tables, plots, docs/results.md
 #
-# Scenarios (Dirichlet(0.3) label skew; the seed draws the split, θ0 and the training):
+# Scenarios (Dirichlet(0.3) label skew unless said; the seed draws the split, θ0 and the training):
 #   thy4          thyroid, 4 hospitals, 20 rounds x 2 local epochs, MLP 21-64-32-3
 #   thy8          thyroid, 8 hospitals, same
 #   thy4-flip     thy4's split, 30% of the labels of the second-largest hospital flipped
 #   thy4-flipbig  thy4's split, 30% of the labels of the largest hospital flipped
+#   thy4-demo     the demo's main job: thyroid, 4 hospitals, Dirichlet(0.5)
 #   fm10          Fashion-MNIST, 10 hospitals, 20 rounds x 1 epoch, MLP 784-128-10
 #   fm10-shift    fm10's split, the hospitals ranked 2 and 3 by size see "another scanner":
 #                 contrast x0.5, +0.25 offset, Gaussian noise sd 0.1 (bench/methods/make_shards.py)
 # Methods: fedavg, fedce, fedce-align (gradient,hessian_diag), fedce-pcn (per-class server),
 #   all (the three), fedce-pcnclient (per-class client), fedavg-pcn (per-class server with
-#   FedAvg weights: tells the per-class stage apart from the weighting).
+#   FedAvg weights: tells the per-class stage apart from the weighting), fedce-align100
+#   (alignment with 100x the reference alpha and beta: 1e-2 and 0.5).
+#
+# A diagnostic of per-class server mode (local batch 32 / 600 / 6000 on Fashion-MNIST,
+# out/diag/) and the numpy probe bench/methods/pcn_probe.py run after the scenarios.
 #
 # For every scenario and seed it also trains each hospital's standalone model on its own
 # shard (concord-train, scored on the global test set: collaboration fairness) and scores
@@ -40,8 +45,8 @@ fmnist="${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 lock=/tmp/concord-bench.lock
 
 quick=0
-scenarios="thy4 thy8 thy4-flip thy4-flipbig fm10 fm10-shift"
-methods="fedavg fedce fedce-align fedce-pcn all fedce-pcnclient fedavg-pcn"
+scenarios="thy4 thy8 thy4-flip thy4-flipbig thy4-demo fm10 fm10-shift"
+methods="fedavg fedce fedce-align fedce-pcn all fedce-pcnclient fedavg-pcn fedce-align100"
 seeds="1 2 3"
 out="${OUT:-}"
 while [ $# -gt 0 ]; do
@@ -50,7 +55,7 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios="$2"; shift ;;
     --methods) methods="$2"; shift ;;
     --seeds) seeds="$2"; shift ;;
-    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -75,24 +80,30 @@ NICE=(nice -n 10)
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$out/run.log"; }
 
-wait_lock() {
-    local said=0
+wait_lock() {   # waits are logged to lockwaits.jsonl, so the report can tell work from waiting
+    local said=0 t0
+    t0=$(date +%s)
     while [ -e "$lock" ]; do
         [ "$said" = 1 ] || { log "waiting: $lock exists (someone is timing)"; said=1; }
         sleep 15
     done
+    if [ "$said" = 1 ]; then
+        echo "{\"waited\":$(( $(date +%s) - t0 )),\"at\":\"$(date -u +%FT%TZ)\"}" >> "$out/lockwaits.jsonl"
+        log "lock gone after $(( $(date +%s) - t0 )) s"
+    fi
 }
 
 # ---- scenarios ---------------------------------------------------------------------------
 # sets: data labels test test_labels clients rounds epochs model shards_dir extra_config
 scenario() {
     local sc="$1" seed="$2"
-    labels="" test_labels="" shards_dir="" extra=""
+    labels="" test_labels="" shards_dir="" extra="" split=dirichlet:0.3
     case "$sc" in
-    thy4|thy8|thy4-flip|thy4-flipbig)
+    thy4|thy8|thy4-flip|thy4-flipbig|thy4-demo)
         data="$fann/thyroid.train" test="$fann/thyroid.test"
         clients=4 rounds=$th_rounds epochs=$th_epochs model=mlp:64,32 st_epochs=$((th_rounds * th_epochs))
-        [ "$sc" = thy8 ] && clients=8 ;;
+        [ "$sc" = thy8 ] && clients=8
+        [ "$sc" = thy4-demo ] && split=dirichlet:0.5 ;;
     fm10|fm10-shift)
         data="$fmnist/train-images-idx3-ubyte.gz" labels="$fmnist/train-labels-idx1-ubyte.gz"
         test="$fmnist/t10k-images-idx3-ubyte.gz" test_labels="$fmnist/t10k-labels-idx1-ubyte.gz"
@@ -117,7 +128,16 @@ method_flags() {
     all) echo "--weighting fedce --alignment gradient,hessian_diag --per-class server" ;;
     fedce-pcnclient) echo "--weighting fedce --per-class client" ;;
     fedavg-pcn) echo "--weighting fedavg --per-class server" ;;
+    fedce-align100) echo "--weighting fedce --alignment gradient,hessian_diag" ;;
     *) echo "run.sh: unknown method $1" >&2; exit 2 ;;
+    esac
+}
+
+# Extra coordinator keys of a method (INI text; concord-sim takes one --config file, so they
+# are merged with the scenario's).
+method_ini() {
+    case "$1" in
+    fedce-align100) printf '[alignment]\nalpha = 1e-2\nbeta = 0.5\n' ;;
     esac
 }
 
@@ -127,7 +147,7 @@ split_into() {
     [ -f "$dir/summary.json" ] && return 0
     local lab=()
     [ -n "$labels" ] && lab=(--labels "$labels")
-    "${NICE[@]}" "$build/concord-data" split "$data" --clients "$clients" --scheme dirichlet:0.3 --seed "$seed" \
+    "${NICE[@]}" "$build/concord-data" split "$data" --clients "$clients" --scheme "$split" --seed "$seed" \
         --out "$dir" --min-per-client 5 "${lab[@]}" > "$dir.log"
 }
 
@@ -156,13 +176,20 @@ run_one() {
     wait_lock
     rm -rf "$dir"
     mkdir -p "$(dirname "$dir")"
-    local src=(--data "$data" --clients "$clients" --split dirichlet:0.3)
+    local src=(--data "$data" --clients "$clients" --split "$split")
     [ -n "$labels" ] && src+=(--labels "$labels")
     [ -n "$shards_dir" ] && src=(--shards "$shards_dir")
     local tst=(--test "$test")
     [ -n "$test_labels" ] && tst+=(--test-labels "$test_labels")
-    local cfg=()
-    [ -n "$extra" ] && cfg=(--config "$extra")
+    local cfg=() mini
+    mini="$(method_ini "$m")"
+    if [ -n "$mini" ]; then
+        local merged="$out/prep/config-$sc-$m.ini"
+        { [ -n "$extra" ] && cat "$extra"; printf '%s\n' "$mini"; } > "$merged"
+        cfg=(--config "$merged")
+    elif [ -n "$extra" ]; then
+        cfg=(--config "$extra")
+    fi
     # shellcheck disable=SC2046
     local cmd=("$build/concord-sim" "${src[@]}" "${tst[@]}" --rounds "$rounds" --epochs "$epochs" --seed "$seed"
                --model "$model" $(method_flags "$m") "${cfg[@]}" --workdir "$dir")
@@ -269,6 +296,44 @@ for sc in $scenarios; do
         standalone "$sc" "$seed"
     done
 done
+# Per-class server mode against the number of local steps in an update: Fashion-MNIST, 10
+# hospitals (IID and Dirichlet(0.3)), FedAvg weights, 10 rounds x 1 epoch, local batch 32 /
+# 600 / 6000 (about 170 / 9 / 1 steps per round), per-class off vs server.
+diag_pcn_batch() {
+    local split b pc seed dir ini
+    for split in iid dirichlet:0.3; do
+        for b in 32 600 6000; do
+            ini="$out/prep/batch-$b.ini"
+            mkdir -p "$out/prep"
+            printf '[training]\nbatch = %s\n' "$b" > "$ini"
+            for pc in off server; do
+                for seed in $seeds; do
+                    dir="$out/diag/pcn-batch/${split%%:*}/b$b/$pc/seed$seed"
+                    complete "$dir" "$diag_rounds" && continue
+                    wait_lock
+                    rm -rf "$dir"
+                    mkdir -p "$(dirname "$dir")"
+                    "${NICE[@]}" "$build/concord-sim" --data "$fmnist/train-images-idx3-ubyte.gz" \
+                        --labels "$fmnist/train-labels-idx1-ubyte.gz" --test "$fmnist/t10k-images-idx3-ubyte.gz" \
+                        --test-labels "$fmnist/t10k-labels-idx1-ubyte.gz" --clients 10 --split "$split" \
+                        --rounds "$diag_rounds" --epochs 1 --seed "$seed" --model mlp:128 --weighting fedavg \
+                        --per-class "$pc" --config "$ini" --workdir "$dir" > "$dir.log" 2>&1 \
+                        || log "FAILED diag $dir (see $dir.log)"
+                    complete "$dir" "$diag_rounds" && log "done diag ${split%%:*} batch $b per-class $pc seed$seed: $(tail -1 "$dir/history.jsonl" | jq -c '.global.accuracy * 1000 | round / 1000')"
+                done
+            done
+        done
+    done
+}
+diag_rounds=10
+[ "$quick" = 1 ] && diag_rounds=2
+if [[ " $scenarios " == *" fm10 "* ]]; then diag_pcn_batch; fi
+
+if [ "$quick" = 0 ] && [ ! -s "$out/pcn_probe.json" ]; then   # the numpy probe of per-class server mode
+    wait_lock
+    log "pcn probe"
+    "${NICE[@]}" "$py" "$here/pcn_probe.py" --out "$out/pcn_probe.json" > "$out/pcn_probe.log"
+fi
 t_end=$(date +%s)
 echo "{\"finished\":\"$(date -u +%FT%TZ)\",\"seconds\":$((t_end - t_batch))}" >> "$out/batches.jsonl"
 log "batch finished in $((t_end - t_batch)) s"

@@ -29,9 +29,16 @@ typedef struct {
 } s_cmd_t;
 
 static int s_cmd_gemm(int argc, char **argv);
+/* tools/bench_net.c and tools/bench_aggregate.c */
+int bench_cmd_ingest(int argc, char **argv);
+int bench_cmd_clients(int argc, char **argv);
+int bench_cmd_aggregate(int argc, char **argv);
 
 static const s_cmd_t s_cmds[] = {
     {"gemm", s_cmd_gemm, "time the cblas_sgemm calls of one MLP training step (the bare-BLAS bound)"},
+    {"aggregate", bench_cmd_aggregate, "round-close aggregation (FedAvg / FedCE) vs memory bandwidth"},
+    {"ingest", bench_cmd_ingest, "verified Update ingest vs a bare ZeroMQ DEALER->ROUTER transfer"},
+    {"clients", bench_cmd_clients, "load generator: K clients answering a real coordinator's tasks at once"},
 };
 #define S_N_CMDS (sizeof s_cmds / sizeof s_cmds[0])
 

@@ -1,0 +1,574 @@
+/* bench_aggregate.c — concord-bench aggregate: the coordinator's round-close aggregation
+ * (coordinator/aggregate.c) against the machine's memory bandwidth and numpy, side by side
+ * in one invocation (DESIGN §9, docs/benchmarks.md).
+ *
+ * coordinator/aggregate.c's functions are static to the daemon, so the few lines of its close
+ * path are replicated here, calling the same library functions (cblas_ssyrk, fedce_priors,
+ * fedce_cos_gram, fedce_round_weights, cblas_sgemv, cblas_saxpy, journal_read,
+ * wire_digest_floats) in the same order with the same arguments. */
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fedce.h"
+#include "journal.h"
+#include "rng.h"
+#include "util.h"
+#include "wire.h"
+
+int bench_cmd_aggregate(int argc, char **argv);
+
+static int s_bad(const char *flag, const char *value, const char *expected) {
+    fprintf(stderr, "concord-bench aggregate: %s: invalid value \"%s\" (expected %s)\n", flag, value, expected);
+    return 2;
+}
+
+static int s_num(const char *text, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int s_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double s_median(double *v, size_t n) {
+    qsort(v, n, sizeof *v, s_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- memory bandwidth -------------------------------------------------------------------- */
+
+/* Sum of n floats with 32 independent lanes (vectorisable without reassociation). */
+static float s_read_sum(const float *p, size_t n) {
+    float acc[32] = {0};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 32; j++) acc[j] += p[i + j];
+    float s = 0;
+    for (; i < n; i++) s += p[i];
+    for (int j = 0; j < 32; j++) s += acc[j];
+    return s;
+}
+
+typedef struct {
+    const float *src;
+    float *dst;
+    size_t n;
+    float out;
+} s_part_t;
+
+static void *s_read_thread(void *arg) {
+    s_part_t *t = arg;
+    t->out = s_read_sum(t->src, t->n);
+    return NULL;
+}
+
+static void *s_copy_thread(void *arg) {
+    s_part_t *t = arg;
+    memcpy(t->dst, t->src, t->n * sizeof(float));
+    return NULL;
+}
+
+/* Seconds of one pass (read: sum, copy: memcpy) over n floats split across T threads. */
+static double s_pass(const float *src, float *dst, size_t n, int T, int copy, float *sink) {
+    pthread_t th[8];
+    s_part_t parts[8];
+    size_t chunk = (n + (size_t)T - 1) / (size_t)T;
+    chunk = (chunk + 15) & ~(size_t)15;
+    double t0 = cc_now();
+    for (int i = 0; i < T; i++) {
+        size_t from = (size_t)i * chunk < n ? (size_t)i * chunk : n;
+        size_t to = from + chunk < n ? from + chunk : n;
+        parts[i] = (s_part_t){src + from, dst ? dst + from : NULL, to - from, 0};
+        if (i > 0) pthread_create(&th[i], NULL, copy ? s_copy_thread : s_read_thread, &parts[i]);
+    }
+    if (copy) s_copy_thread(&parts[0]);
+    else s_read_thread(&parts[0]);
+    for (int i = 1; i < T; i++) pthread_join(th[i], NULL);
+    double el = cc_now() - t0;
+    for (int i = 0; i < T; i++) *sink += parts[i].out;
+    return el;
+}
+
+/* ---- the coordinator's close path (coordinator/aggregate.c) -------------------------------- */
+
+typedef struct {
+    size_t K, P;
+    float *U;              /* (K, P) the round's updates, slots in client-id order */
+    float *theta, *theta0; /* (P) θ, and θ_t to restart every repetition from */
+    float *sum, *buf;      /* (P) */
+    uint64_t *n_samples;   /* (K) */
+    double *w;             /* (K) weights of the last close */
+    journal_t *journal;
+    journal_record_t *rec; /* (K) */
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    double server_lr;
+} s_agg_t;
+
+/* s_fedce_cosines + s_fedce_weights + s_weighted_sum (FedCE branch) + the server step of
+ * coord_aggregate. Times: gram (ssyrk), weights (priors, cosines, combination), sum (memset
+ * + sgemv), step (saxpy into θ). */
+static int s_close_fedce(s_agg_t *a, double t[4]) {
+    size_t K = a->K, n = K; /* n_participants = K: every enrolled client took part */
+    cc_err_t err = {0};
+    double t0 = cc_now();
+    float *G = cc_xcalloc(n * n, sizeof *G);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)a->P, 1.0f, a->U, (int)a->P, 0.0f, G, (int)n);
+    double t1 = cc_now();
+    fedce_client_t *reg = cc_xcalloc(K, sizeof *reg); /* a first round: every client new */
+    size_t *part = cc_xcalloc(K, sizeof *part), *rows = cc_xcalloc(K, sizeof *rows);
+    double *coef = cc_xcalloc(K, sizeof *coef), *cos = cc_xcalloc(K, sizeof *cos);
+    double *ak = cc_xcalloc(K, sizeof *ak), *b = cc_xcalloc(K, sizeof *b);
+    for (size_t k = 0; k < K; k++) part[k] = rows[k] = k, b[k] = 1.0;
+    int rc = fedce_priors(coef, reg, K, part, K, &err);
+    if (!rc && K >= 2) fedce_cos_gram(cos, G, n, rows, coef, K);
+    if (!rc) rc = fedce_round_weights(a->w, ak, reg, K, part, K, cos, b, FEDCE_PLUS, &err);
+    double t2 = cc_now();
+    memset(a->sum, 0, a->P * sizeof(float));
+    float *ws = cc_xcalloc(n + 1, sizeof *ws);
+    for (size_t k = 0; k < K; k++) ws[k] = (float)a->w[k];
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)a->P, 1.0f, a->U, (int)a->P, ws, 1, 0.0f, a->sum, 1);
+    double t3 = cc_now();
+    cblas_saxpy((int)a->P, (float)a->server_lr, a->sum, 1, a->theta, 1);
+    double t4 = cc_now();
+    t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2, t[3] = t4 - t3;
+    free(G), free(reg), free(part), free(rows), free(coef), free(cos), free(ak), free(b), free(ws);
+    if (rc) fprintf(stderr, "concord-bench aggregate: FedCE: %s\n", err.msg);
+    return rc;
+}
+
+static void s_fedavg_weights(s_agg_t *a) {
+    double total = 0.0;
+    for (size_t k = 0; k < a->K; k++) total += (double)a->n_samples[k];
+    for (size_t k = 0; k < a->K; k++) a->w[k] = (double)a->n_samples[k] / total;
+}
+
+/* FedAvg, updates in memory: θ += η_s w_k Δ_k, one saxpy per update in slot order. */
+static void s_close_fedavg_mem(s_agg_t *a) {
+    s_fedavg_weights(a);
+    for (size_t k = 0; k < a->K; k++)
+        cblas_saxpy((int)a->P, (float)(a->server_lr * a->w[k]), a->U + k * a->P, 1, a->theta, 1);
+}
+
+/* coordinator/aggregate.c s_read_vector (vector 0). */
+static int s_read_vector(s_agg_t *a, size_t k, float *out, cc_err_t *err) {
+    uint32_t hdr_len;
+    int rc = journal_read(a->journal, &a->rec[k], 0, &hdr_len, sizeof hdr_len, err);
+    if (rc) return rc;
+    size_t from = sizeof hdr_len + hdr_len;
+    if (from + a->P * sizeof(float) > a->rec[k].length) return cc_err_set(err, CC_ERR_CORRUPT, "short record");
+    return journal_read(a->journal, &a->rec[k], from, out, a->P * sizeof(float), err);
+}
+
+/* FedAvg as the coordinator does it (s_stream_into_theta): each update read whole from the
+ * journal (page cache) into one buffer, then saxpy into θ. */
+static int s_close_fedavg_journal(s_agg_t *a) {
+    cc_err_t err = {0};
+    s_fedavg_weights(a);
+    for (size_t k = 0; k < a->K; k++) {
+        if (s_read_vector(a, k, a->buf, &err)) {
+            fprintf(stderr, "concord-bench aggregate: journal: %s\n", err.msg);
+            return -1;
+        }
+        cblas_saxpy((int)a->P, (float)(a->server_lr * a->w[k]), a->buf, 1, a->theta, 1);
+    }
+    return 0;
+}
+
+/* Not the coordinator's code: the same sum read in column blocks (every update's block b,
+ * then block b+1), so θ's block and the read buffer stay in cache and each byte of the
+ * updates is read once. What a blocked FedAvg would reach (from memory or the journal). */
+#define S_BLOCK 32768 /* floats: 128 KiB */
+static int s_close_fedavg_blocked(s_agg_t *a, int from_journal) {
+    cc_err_t err = {0};
+    s_fedavg_weights(a);
+    uint32_t *hlen = cc_xcalloc(a->K, sizeof *hlen);
+    for (size_t k = 0; from_journal && k < a->K; k++)
+        if (journal_read(a->journal, &a->rec[k], 0, &hlen[k], sizeof hlen[k], &err)) return free(hlen), -1;
+    for (size_t b0 = 0; b0 < a->P; b0 += S_BLOCK) {
+        size_t m = a->P - b0 < S_BLOCK ? a->P - b0 : S_BLOCK;
+        for (size_t k = 0; k < a->K; k++) {
+            const float *src = a->U + k * a->P + b0;
+            if (from_journal) {
+                size_t off = sizeof(uint32_t) + hlen[k] + b0 * sizeof(float);
+                if (journal_read(a->journal, &a->rec[k], off, a->buf, m * sizeof(float), &err)) return free(hlen), -1;
+                src = a->buf;
+            }
+            cblas_saxpy((int)m, (float)(a->server_lr * a->w[k]), src, 1, a->theta + b0, 1);
+        }
+    }
+    free(hlen);
+    return 0;
+}
+
+/* ---- numpy side (bench/numpy_aggregate.py, same U and weights via .npy files) --------------- */
+
+static int s_write_npy(const char *path, const float *data, size_t rows, size_t cols, int is_double) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    char hdr[256];
+    int n = cols ? snprintf(hdr, sizeof hdr, "{'descr': '<%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                            is_double ? "f8" : "f4", rows, cols)
+                 : snprintf(hdr, sizeof hdr, "{'descr': '<%s', 'fortran_order': False, 'shape': (%zu,), }",
+                            is_double ? "f8" : "f4", rows);
+    size_t total = 10 + (size_t)n + 1, pad = (64 - total % 64) % 64;
+    uint16_t hl = (uint16_t)(n + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fwrite(&hl, 2, 1, f);
+    fwrite(hdr, 1, (size_t)n, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    size_t elems = cols ? rows * cols : rows, esz = is_double ? 8 : 4;
+    int rc = fwrite(data, esz, elems, f) == elems ? 0 : -1;
+    return fclose(f) || rc ? -1 : 0;
+}
+
+/* Runs the numpy script on the same updates; returns its JSON (last stdout line) or NULL. */
+static json_t *s_run_numpy(const char *script, const char *tmpdir, const s_agg_t *a, const double *w, int threads,
+                           int repeat) {
+    char upath[4096], wpath[4096], cmd[12288];
+    snprintf(upath, sizeof upath, "%s/concord-bench-agg-%ld-U.npy", tmpdir, (long)getpid());
+    snprintf(wpath, sizeof wpath, "%s/concord-bench-agg-%ld-w.npy", tmpdir, (long)getpid());
+    if (s_write_npy(upath, a->U, a->K, a->P, 0) || s_write_npy(wpath, (const float *)w, a->K, 0, 1)) {
+        fprintf(stderr, "concord-bench aggregate: cannot write %s: %s\n", upath, strerror(errno));
+        unlink(upath), unlink(wpath);
+        return NULL;
+    }
+    /* OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE slow a current numpy down: unset for it alone. */
+    snprintf(cmd, sizeof cmd,
+             "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d "
+             "/usr/bin/python3 '%s' --u '%s' --w '%s' --repeat %d",
+             threads, threads, script, upath, wpath, repeat);
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    json_t *res = NULL;
+    if (p) {
+        char line[65536], last[65536] = "";
+        while (fgets(line, sizeof line, p)) {
+            if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
+            else fputs(line, stdout);
+        }
+        int st = pclose(p);
+        if (st == 0 && last[0]) res = json_loads(last, 0, NULL);
+    }
+    if (!res) fprintf(stderr, "concord-bench aggregate: the numpy baseline failed: %s\n", cmd);
+    unlink(upath), unlink(wpath);
+    return res;
+}
+
+/* ---- command ------------------------------------------------------------------------------- */
+
+static void s_usage(FILE *fp) {
+    fprintf(fp,
+            "Usage: concord-bench aggregate --clients K --params P --weighting fedavg|fedce [options]\n"
+            "Times the coordinator's round-close aggregation on K in-memory updates of P floats and\n"
+            "compares it, in the same run, with the machine's memory bandwidth and with numpy:\n"
+            "  bandwidth  a read pass (sum) over the K·P floats, 1 thread and 2 threads, and a copy\n"
+            "  fedce      ssyrk Gram + fedce_cos_gram + fedce_round_weights + sgemv + server step\n"
+            "             (coordinator/aggregate.c), then the new model's digest\n"
+            "  fedavg     θ += w_k·Δ_k per update: from memory, and as the coordinator does it from\n"
+            "             the journal (page cache, whole-update reads), plus a column-blocked\n"
+            "             variant (not the coordinator's code) for comparison; then the digest\n"
+            "  numpy      bench/numpy_aggregate.py on the same updates and weights (--numpy)\n"
+            "Each timing is the median of --repeat runs after one warm-up.\n\n"
+            "  --clients K          updates (default 10)\n"
+            "  --params P           floats per update (default 1000000)\n"
+            "  --weighting W        fedavg | fedce (default fedce)\n"
+            "  --threads T          OpenBLAS threads (default 1: the coordinator sets 1)\n"
+            "  --repeat R           timed repetitions (default 5)\n"
+            "  --journal-dir DIR    where the FedAvg journal goes (default /tmp)\n"
+            "  --numpy SCRIPT       run the numpy baseline (/usr/bin/python3 SCRIPT) on the same data\n"
+            "  --tmp DIR            where the .npy files for it go (default /dev/shm)\n"
+            "  --json               last stdout line: one JSON object\n"
+            "  --help\n");
+}
+
+int bench_cmd_aggregate(int argc, char **argv) {
+    enum { O_CLIENTS = 256, O_PARAMS, O_WEIGHTING, O_THREADS, O_REPEAT, O_JDIR, O_NUMPY, O_TMP, O_JSON, O_HELP };
+    static const struct option longopts[] = {
+        {"clients", required_argument, 0, O_CLIENTS}, {"params", required_argument, 0, O_PARAMS},
+        {"weighting", required_argument, 0, O_WEIGHTING}, {"threads", required_argument, 0, O_THREADS},
+        {"repeat", required_argument, 0, O_REPEAT}, {"journal-dir", required_argument, 0, O_JDIR},
+        {"numpy", required_argument, 0, O_NUMPY}, {"tmp", required_argument, 0, O_TMP},
+        {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    s_agg_t a;
+    memset(&a, 0, sizeof a);
+    a.K = 10, a.P = 1000000, a.server_lr = 1.0;
+    int fedce = 1, threads = 1, repeat = 5, json = 0, c;
+    const char *jdir = "/tmp", *numpy = NULL, *tmpdir = "/dev/shm";
+    double v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_CLIENTS:
+            if (s_num(optarg, 1, 10000, &v)) return s_bad("--clients", optarg, "an integer in [1, 10000]");
+            a.K = (size_t)v;
+            break;
+        case O_PARAMS:
+            if (s_num(optarg, 1, 2e9, &v)) return s_bad("--params", optarg, "an integer in [1, 2e9]");
+            a.P = (size_t)v;
+            break;
+        case O_WEIGHTING:
+            if (strcmp(optarg, "fedavg") && strcmp(optarg, "fedce")) return s_bad("--weighting", optarg, "fedavg or fedce");
+            fedce = strcmp(optarg, "fedce") == 0;
+            break;
+        case O_THREADS:
+            if (s_num(optarg, 1, 8, &v)) return s_bad("--threads", optarg, "an integer in [1, 8]");
+            threads = (int)v;
+            break;
+        case O_REPEAT:
+            if (s_num(optarg, 1, 1000, &v)) return s_bad("--repeat", optarg, "an integer in [1, 1000]");
+            repeat = (int)v;
+            break;
+        case O_JDIR: jdir = optarg; break;
+        case O_NUMPY: numpy = optarg; break;
+        case O_TMP: tmpdir = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_HELP: s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "concord-bench aggregate: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    if (a.P > (size_t)INT32_MAX) return s_bad("--params", "P", "at most 2^31 - 1 (BLAS int)");
+    openblas_set_num_threads(threads);
+    size_t K = a.K, P = a.P, KP = K * P;
+    double upd_bytes = (double)KP * sizeof(float);
+
+    /* The updates (small values, as real Δs), θ, and buffers, all touched before timing. */
+    cc_rng_t rng;
+    cc_rng_seed(&rng, 11);
+    a.U = cc_xalloc_floats(KP);
+    for (size_t i = 0; i < KP; i++) a.U[i] = (float)(1e-3 * (2.0 * cc_rng_uniform(&rng) - 1.0));
+    a.theta = cc_xalloc_floats(P), a.theta0 = cc_xalloc_floats(P);
+    a.sum = cc_xalloc_floats(P), a.buf = cc_xalloc_floats(P);
+    for (size_t i = 0; i < P; i++) a.theta0[i] = (float)(0.1 * (2.0 * cc_rng_uniform(&rng) - 1.0));
+    memcpy(a.theta, a.theta0, P * sizeof(float));
+    memset(a.sum, 0, P * sizeof(float)), memset(a.buf, 0, P * sizeof(float));
+    a.n_samples = cc_xcalloc(K, sizeof *a.n_samples);
+    a.w = cc_xcalloc(K, sizeof *a.w);
+    for (size_t k = 0; k < K; k++) a.n_samples[k] = 500 + cc_rng_below(&rng, 1000);
+
+    /* (a) memory bandwidth: read passes over the K·P floats, and a copy of up to 256 MiB. */
+    float sink = 0;
+    size_t ncopy = KP < ((size_t)64 << 20) ? KP : ((size_t)64 << 20);
+    float *copy_dst = cc_xalloc_floats(ncopy);
+    memset(copy_dst, 0, ncopy * sizeof(float));
+    double *tt = cc_xcalloc((size_t)repeat + 1, sizeof *tt);
+    double bw_read[2], bw_copy[2];
+    for (int T = 1; T <= 2; T++) {
+        s_pass(a.U, NULL, KP, T, 0, &sink);
+        for (int r = 0; r < repeat; r++) tt[r] = s_pass(a.U, NULL, KP, T, 0, &sink);
+        bw_read[T - 1] = upd_bytes / s_median(tt, (size_t)repeat) / 1e9;
+        s_pass(a.U, copy_dst, ncopy, T, 1, &sink);
+        for (int r = 0; r < repeat; r++) tt[r] = s_pass(a.U, copy_dst, ncopy, T, 1, &sink);
+        bw_copy[T - 1] = 2.0 * (double)ncopy * sizeof(float) / s_median(tt, (size_t)repeat) / 1e9;
+    }
+    free(copy_dst);
+    double bw = bw_read[0] > bw_read[1] ? bw_read[0] : bw_read[1]; /* the machine's read bandwidth */
+    double pass_s = upd_bytes / (bw * 1e9);                       /* one pass over the updates */
+    /* The digest of the new θ (coord_aggregate's last line), timed apart. */
+    wire_digest_floats(a.digest, a.theta, P);
+    for (int r = 0; r < repeat; r++) {
+        double t0 = cc_now();
+        wire_digest_floats(a.digest, a.theta, P);
+        tt[r] = cc_now() - t0;
+    }
+    double digest_s = s_median(tt, (size_t)repeat);
+
+    printf("aggregate: K = %d updates x P = %zu floats (%.1f MB of updates), %s, OpenBLAS %d thread%s (%s)\n", (int)K,
+           P, upd_bytes / 1e6, fedce ? "FedCE" : "FedAvg", threads, threads > 1 ? "s" : "", openblas_get_corename());
+    printf("memory bandwidth: read %.2f GB/s (1 thread), %.2f GB/s (2 threads); copy %.2f / %.2f GB/s (read+write)\n",
+           bw_read[0], bw_read[1], bw_copy[0], bw_copy[1]);
+    printf("one pass over the updates at %.2f GB/s: %.2f ms; digest of the new model (BLAKE2b, P floats): %.2f ms\n",
+           bw, pass_s * 1e3, digest_s * 1e3);
+
+    json_t *jres = json_object();
+    int rc = 0;
+    double close_s = 0, agg_s = 0;
+    if (fedce) {
+        double parts[4], acc[4][64], *tot = cc_xcalloc((size_t)repeat, sizeof *tot);
+        int R = repeat > 64 ? 64 : repeat;
+        memcpy(a.theta, a.theta0, P * sizeof(float));
+        rc = s_close_fedce(&a, parts); /* warm-up */
+        for (int r = 0; r < R && !rc; r++) {
+            memcpy(a.theta, a.theta0, P * sizeof(float));
+            rc = s_close_fedce(&a, parts);
+            for (int s = 0; s < 4; s++) acc[s][r] = parts[s];
+            tot[r] = parts[0] + parts[1] + parts[2] + parts[3];
+        }
+        if (rc) return 1;
+        double med[4];
+        for (int s = 0; s < 4; s++) med[s] = s_median(acc[s], (size_t)R);
+        agg_s = s_median(tot, (size_t)R);
+        close_s = agg_s + digest_s;
+        free(tot);
+        printf("FedCE close: gram (ssyrk) %.2f ms, weights %.3f ms, weighted sum (sgemv) %.2f ms, server step %.2f ms\n",
+               med[0] * 1e3, med[1] * 1e3, med[2] * 1e3, med[3] * 1e3);
+        /* For comparison only (not the coordinator's code): the Gram matrix as a full sgemm,
+         * and ssyrk / sgemv with 2 OpenBLAS threads. */
+        float *G = cc_xcalloc(K * K, sizeof *G), *ws = cc_xcalloc(K, sizeof *ws);
+        for (size_t k = 0; k < K; k++) ws[k] = (float)a.w[k];
+        double alt[3];
+        for (int variant = 0; variant < 3; variant++) {
+            openblas_set_num_threads(variant == 0 ? threads : 2);
+            for (int r = -1; r < R; r++) {
+                double t0 = cc_now();
+                if (variant == 0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)K, (int)P, 1.0f, a.U, (int)P, a.U,
+                                (int)P, 0.0f, G, (int)K);
+                else if (variant == 1)
+                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)K, (int)P, 1.0f, a.U, (int)P, 0.0f, G, (int)K);
+                else
+                    cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)P, 1.0f, a.U, (int)P, ws, 1, 0.0f, a.sum, 1);
+                if (r >= 0) acc[0][r] = cc_now() - t0;
+            }
+            alt[variant] = s_median(acc[0], (size_t)R);
+        }
+        openblas_set_num_threads(threads);
+        free(G), free(ws);
+        /* Also for comparison: the cosines by the library's streaming O(K·P) API
+         * (fedce_cos_add over every update, then fedce_cos_dot: two passes in double), i.e.
+         * without the Gram matrix; plus the sgemv it would still need. */
+        double stream_s = 0;
+        {
+            double *coef = cc_xcalloc(K, sizeof *coef), *cosv = cc_xcalloc(K, sizeof *cosv);
+            cc_err_t err = {0};
+            for (size_t k = 0; k < K; k++) coef[k] = 1.0 / (double)K;
+            int src = 0;
+            for (int r = -1; r < R && !src; r++) {
+                double t0 = cc_now();
+                fedce_cos_t *st = fedce_cos_new(K, P);
+                for (size_t k = 0; k < K && !src; k++) src = fedce_cos_add(st, k, a.U + k * P, coef[k], &err);
+                for (size_t k = 0; k < K && !src; k++) src = fedce_cos_dot(st, k, a.U + k * P, &err);
+                if (!src) src = fedce_cos_result(st, cosv, &err);
+                fedce_cos_destroy(&st);
+                if (r >= 0) acc[0][r] = cc_now() - t0;
+            }
+            if (src) fprintf(stderr, "concord-bench aggregate: fedce_cos: %s\n", err.msg);
+            stream_s = s_median(acc[0], (size_t)R);
+            free(coef), free(cosv);
+        }
+        double gflop = (double)K * (double)(K + 1) * (double)P / 1e9; /* ssyrk: K(K+1)/2 dot products of P */
+        printf("  for comparison: gram as sgemm %.2f ms; with 2 threads: ssyrk %.2f ms, sgemv %.2f ms; "
+               "ssyrk rate %.1f GFLOP/s (1 thread); streaming cosines (fedce_cos_add/dot) %.2f ms\n", alt[0] * 1e3,
+               alt[1] * 1e3, alt[2] * 1e3, gflop / med[0], stream_s * 1e3);
+        json_object_set_new(jres, "fedce_alternatives", json_pack("{s:f, s:f, s:f, s:f, s:f}", "gram_sgemm_s", alt[0],
+                                                                  "gram_ssyrk_2threads_s", alt[1], "sgemv_2threads_s",
+                                                                  alt[2], "ssyrk_gflops", gflop / med[0],
+                                                                  "streaming_cosines_s", stream_s));
+        printf("  aggregation %.2f ms = %.2fx one pass (target <= 2.2x); with the model digest %.2f ms = %.2fx\n",
+               agg_s * 1e3, agg_s / pass_s, close_s * 1e3, close_s / pass_s);
+        json_object_set_new(jres, "fedce", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "gram_s", med[0],
+                                                     "weights_s", med[1], "sgemv_s", med[2], "step_s", med[3],
+                                                     "aggregation_s", agg_s, "close_with_digest_s", close_s,
+                                                     "passes", agg_s / pass_s, "passes_with_digest", close_s / pass_s));
+    } else {
+        /* The journal: one "update" record per client (a small JSON header + Δ), as persist.c
+         * writes it; written before timing, so reads come from the page cache. */
+        char jpath[4096];
+        cc_err_t err = {0};
+        snprintf(jpath, sizeof jpath, "%s/concord-bench-agg-%ld.journal", jdir, (long)getpid());
+        unlink(jpath);
+        a.rec = cc_xcalloc(K, sizeof *a.rec);
+        if (journal_open(jpath, 0, &a.journal, NULL, &err)) return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;
+        for (size_t k = 0; k < K; k++) {
+            char hdr[256];
+            uint32_t hl = (uint32_t)snprintf(hdr, sizeof hdr, "{\"type\":\"update\",\"client\":\"site%zu\",\"n_samples\":%llu,\"vectors\":1}",
+                                             k + 1, (unsigned long long)a.n_samples[k]);
+            const void *pp[3] = {&hl, hdr, a.U + k * P};
+            size_t ll[3] = {sizeof hl, hl, P * sizeof(float)};
+            if (journal_append(a.journal, pp, ll, 3, &a.rec[k], &err))
+                return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;
+        }
+        const char *names[4] = {"memory", "journal", "memory_blocked", "journal_blocked"};
+        double med[4];
+        for (int variant = 0; variant < 4 && !rc; variant++) {
+            for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
+                memcpy(a.theta, a.theta0, P * sizeof(float));
+                double t0 = cc_now();
+                if (variant == 0) s_close_fedavg_mem(&a);
+                else if (variant == 1) rc = s_close_fedavg_journal(&a);
+                else rc = s_close_fedavg_blocked(&a, variant == 3);
+                if (r >= 0) tt[r] = cc_now() - t0;
+            }
+            med[variant] = s_median(tt, (size_t)repeat);
+        }
+        journal_close(&a.journal);
+        unlink(jpath);
+        if (rc) return 1;
+        agg_s = med[1]; /* the coordinator's path */
+        close_s = agg_s + digest_s;
+        json_t *jf = json_object();
+        printf("FedAvg close (θ += w_k·Δ_k over the K updates; rate = update bytes / time, vs read bandwidth %.2f GB/s):\n", bw);
+        for (int variant = 0; variant < 4; variant++) {
+            double rate = upd_bytes / med[variant] / 1e9;
+            printf("  %-16s %8.2f ms  %6.2f GB/s  %5.1f%% of bandwidth%s\n", names[variant], med[variant] * 1e3, rate,
+                   100.0 * rate / bw, variant == 1 ? "   <- the coordinator's code path" : variant >= 2 ? "   (blocked: not the coordinator's code)" : "");
+            json_object_set_new(jf, names[variant], json_pack("{s:f, s:f, s:f}", "seconds", med[variant], "gb_per_s", rate,
+                                                              "fraction_of_bandwidth", rate / bw));
+        }
+        printf("  with the model digest (coordinator's path): %.2f ms, %.1f%% of bandwidth\n", close_s * 1e3,
+               100.0 * upd_bytes / close_s / 1e9 / bw);
+        json_object_set_new(jf, "close_with_digest_s", json_real(close_s));
+        json_object_set_new(jres, "fedavg", jf);
+    }
+    /* The result θ (for the numpy check): θ_t + Σ w_k Δ_k. */
+    double theta_sum = 0;
+    for (size_t i = 0; i < P; i++) theta_sum += (double)a.theta[i] - (double)a.theta0[i];
+
+    json_t *np = NULL;
+    if (numpy) {
+        np = s_run_numpy(numpy, tmpdir, &a, a.w, threads, repeat);
+        if (np) {
+            double np_avg = json_real_value(json_object_get(np, "average_s"));
+            double np_mv = json_real_value(json_object_get(np, "matvec_s"));
+            double np_check = json_real_value(json_object_get(np, "weighted_sum_total"));
+            printf("numpy (%s): np.average %.2f ms, w @ U %.2f ms", json_string_value(json_object_get(np, "blas")),
+                   np_avg * 1e3, np_mv * 1e3);
+            json_t *nf = json_object_get(np, "fedce_equivalent_s");
+            if (nf) printf(", U @ U.T + w @ U %.2f ms", json_real_value(nf) * 1e3);
+            printf("\n  Concord close (aggregation, without / with the digest) vs np.average: %.2fx / %.2fx faster; "
+                   "vs w @ U: %.2fx / %.2fx\n",
+                   np_avg / agg_s, np_avg / close_s, np_mv / agg_s, np_mv / close_s);
+            if (nf)
+                printf("  vs numpy's FedCE equivalent (U @ U.T + w @ U): %.2fx / %.2fx\n", json_real_value(nf) / agg_s,
+                       json_real_value(nf) / close_s);
+            printf("  check: Σ(θ − θ_t) Concord %.6g, numpy Σ(w @ U) %.6g\n", theta_sum, np_check);
+        }
+    }
+    if (json) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "cmd",
+                              "aggregate", "weighting", fedce ? "fedce" : "fedavg", "clients", (json_int_t)K, "params",
+                              (json_int_t)P, "threads", threads, "openblas_core", openblas_get_corename(),
+                              "read_gb_per_s_1t", bw_read[0], "read_gb_per_s_2t", bw_read[1], "copy_gb_per_s_1t",
+                              bw_copy[0], "copy_gb_per_s_2t", bw_copy[1], "bandwidth_gb_per_s", bw, "one_pass_s", pass_s,
+                              "digest_s", digest_s, "aggregation_s", agg_s, "close_s", close_s, "theta_delta_sum",
+                              theta_sum);
+        json_object_update(j, jres);
+        if (np) json_object_set(j, "numpy", np);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
+        printf("%s\n", s);
+        free(s);
+        json_decref(j);
+    }
+    json_decref(jres);
+    if (np) json_decref(np);
+    (void)sink;
+    free(tt), free(a.U), free(a.theta), free(a.theta0), free(a.sum), free(a.buf), free(a.n_samples), free(a.w), free(a.rec);
+    return 0;
+}

@@ -213,6 +213,8 @@ for s in site1 site2 site3; do
   cpid[$s]=$!; pids+=("${cpid[$s]}")
 done
 wait_for 'grep -q "test_stop round=1" "$e/logs/site3.log"' 30
+# site2 must have answered round 1 before it is replaced (otherwise the run depends on timing).
+wait_for 'grep -q "update_accepted round=1 client=site2" "$e/logs/coordinator.log"' 30
 mkdir -p "$e/newkeys"
 "$build/concord-keygen" --id site2 --out "$e/newkeys" >"$e/newkeys/line" 2>/dev/null
 { grep '^site1 ' "$e/keys/enrolment.txt"; grep '^site2 ' "$e/newkeys/line"; } >"$e/keys/enrolment.new"

@@ -20,6 +20,7 @@
 # libFuzzer flags. While /tmp/concord-bench.lock (FUZZ_BENCH_LOCK) exists, a timing
 # benchmark is running on this machine and nothing is fuzzed: the script waits before each
 # target, and a target the lock interrupts goes on, for the seconds it has left, afterwards.
+# A lock older than an hour is stale, and under CI (CI set) the lock is ignored.
 #
 # Exit status: 0 when no target crashed, 1 when one did, 2 on a usage or build error,
 # 77 when clang or libFuzzer is not installed (message starting with SKIP).

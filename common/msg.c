@@ -9,12 +9,13 @@
 
 static int s_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
                   uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames, size_t n_frames,
-                  zmq_free_fn *release, void *hint, cc_err_t *err) {
+                  const uint8_t *const *frame_digests, zmq_free_fn *release, void *hint, cc_err_t *err) {
     size_t body_len = protobuf_c_message_get_packed_size(body);
     uint8_t *packed = cc_xmalloc(body_len ? body_len : 1);
     protobuf_c_message_pack(body, packed);
     wire_out_t out = {.type = type, .sender_id = self->id, .seq = ++*seq, .round = round,
-                      .body = packed, .body_len = body_len, .frames = frames, .n_frames = n_frames};
+                      .body = packed, .body_len = body_len, .frames = frames, .n_frames = n_frames,
+                      .frame_digests = frame_digests};
     uint8_t *env = NULL;
     size_t env_len = 0;
     int rc = wire_seal(&out, self->sk, &env, &env_len, err);
@@ -37,13 +38,13 @@ static int s_send(void *sock, const char *peer, const identity_t *self, uint64_t
 int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
              uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames,
              size_t n_frames, cc_err_t *err) {
-    return s_send(sock, peer, self, seq, type, round, body, frames, n_frames, NULL, NULL, err);
+    return s_send(sock, peer, self, seq, type, round, body, frames, n_frames, NULL, NULL, NULL, err);
 }
 
 int msg_send_zc(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
                 uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames, size_t n_frames,
-                zmq_free_fn *release, void *hint, cc_err_t *err) {
-    return s_send(sock, peer, self, seq, type, round, body, frames, n_frames, release, hint, err);
+                const uint8_t *const *frame_digests, zmq_free_fn *release, void *hint, cc_err_t *err) {
+    return s_send(sock, peer, self, seq, type, round, body, frames, n_frames, frame_digests, release, hint, err);
 }
 
 void msg_spec_to_proto(const model_spec_t *spec, Concord__ModelSpec *out, char *arch_buf,

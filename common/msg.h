@@ -22,10 +22,11 @@ int msg_send(void *sock, const char *peer, const identity_t *self, uint64_t *seq
              size_t n_frames, cc_err_t *err) CC_WUR;
 
 /* Same, with the tensor frames sent without copying: release(data, hint) is called once per
- * frame when ZeroMQ is done with it (also on failure), see transport_send_zc. */
+ * frame when ZeroMQ is done with it (also on failure), see transport_send_zc.
+ * frame_digests (may be NULL) gives frames' known digests, see wire_out_t. */
 int msg_send_zc(void *sock, const char *peer, const identity_t *self, uint64_t *seq, uint32_t type,
                 uint64_t round, const ProtobufCMessage *body, const wire_frame_t *frames, size_t n_frames,
-                zmq_free_fn *release, void *hint, cc_err_t *err) CC_WUR;
+                const uint8_t *const *frame_digests, zmq_free_fn *release, void *hint, cc_err_t *err) CC_WUR;
 
 /* ModelSpec <-> model_spec_t. to_proto fills a caller-owned struct whose strings point into
  * arch_buf (at least 128 bytes). from_proto validates (err says what is wrong). */

@@ -218,7 +218,10 @@ int wire_seal(const wire_out_t *msg, const uint8_t sk[WIRE_SK_BYTES], uint8_t **
             cc_err_set(err, CC_ERR_ARG, "wire: tensor frame %zu is invalid", i);
             goto fail;
         }
-        s_digest_bytes(digests + i * WIRE_DIGEST_BYTES, f->data, f->n * sizeof(float));
+        if (msg->frame_digests && msg->frame_digests[i])
+            memcpy(digests + i * WIRE_DIGEST_BYTES, msg->frame_digests[i], WIRE_DIGEST_BYTES);
+        else
+            s_digest_bytes(digests + i * WIRE_DIGEST_BYTES, f->data, f->n * sizeof(float));
         dptr[i] = digests + i * WIRE_DIGEST_BYTES;
         bins[i].data = digests + i * WIRE_DIGEST_BYTES;
         bins[i].len = WIRE_DIGEST_BYTES;
@@ -266,6 +269,11 @@ void wire_in_clear(wire_in_t *in) {
     if (!in) return;
     if (in->envelope) concord__envelope__free_unpacked(in->envelope, NULL);
     memset(in, 0, sizeof *in);
+}
+
+const uint8_t *wire_in_digest(const wire_in_t *in, size_t i) {
+    const Concord__Envelope *e = in->envelope;
+    return e && i < in->n_frames ? e->tensor_digests[i].data : NULL;
 }
 
 int wire_open(const uint8_t *env, size_t env_len, const void *const *frames,

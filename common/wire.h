@@ -61,6 +61,11 @@ typedef struct {
     size_t body_len;
     const wire_frame_t *frames;
     size_t n_frames;
+    /* Optional: frame_digests[i] (32 bytes) is the BLAKE2b-256 of frame i, already known to
+     * the sender (e.g. the model digest of a Task's params); NULL, or a NULL entry, makes
+     * wire_seal hash the frame. Trusted: a wrong digest yields a message every receiver
+     * rejects. Lets the coordinator hash θ once per round instead of once per task. */
+    const uint8_t *const *frame_digests;
 } wire_out_t;
 
 /* Builds and signs the envelope for msg with the sender's Ed25519 secret key. On success
@@ -93,6 +98,9 @@ int wire_open(const uint8_t *env, size_t env_len, const void *const *frames,
               const size_t *frame_bytes, size_t n_frames, wire_key_lookup_fn lookup, void *ctx,
               wire_in_t *in, cc_err_t *err) CC_WUR;
 void wire_in_clear(wire_in_t *in);
+/* The verified BLAKE2b-256 digest of frame i (i < in->n_frames) of an opened message: the
+ * receiver may reuse it instead of hashing the frame again. */
+const uint8_t *wire_in_digest(const wire_in_t *in, size_t i);
 
 /* BLAKE2b-256 of a float vector's bytes (the model digest of Task/Update). */
 void wire_digest_floats(uint8_t out[WIRE_DIGEST_BYTES], const float *v, size_t n);

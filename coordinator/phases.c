@@ -43,9 +43,14 @@ static void s_fedce_coef(const coord_t *c, const char *id, double *coef, uint64_
 
 /* ---- task snapshots -------------------------------------------------------------------- */
 
+/* Sections of a snapshot, in buffer order; each is a Task frame. */
+enum { SEC_PARAMS, SEC_STD_MEAN, SEC_STD_STD, SEC_ALIGN_G, SEC_ALIGN_D, SEC_ALIGN_HG, SEC_COUNT };
+
 struct coord_snapshot {
     float *data;   /* params (P) | std mean (d) | std std (d) | ḡ (L) | D̄ (L) | H̄ḡ (L) */
     size_t P, d, L;
+    size_t n_sections; /* SEC_ALIGN_G when alignment is off: the targets are not copied */
+    uint8_t digest[SEC_COUNT][WIRE_DIGEST_BYTES]; /* of each section, hashed once */
     int refs;      /* the coordinator's own + one per frame queued in ZeroMQ */
 };
 
@@ -63,20 +68,40 @@ void coord_snapshot_drop(coord_t *c) {
     c->snap = NULL;
 }
 
+static float *s_section(const struct coord_snapshot *s, int sec, size_t *len) {
+    static const int starts_d[SEC_COUNT] = {0, 0, 1, 2, 2, 2}, starts_l[SEC_COUNT] = {0, 0, 0, 0, 1, 2};
+    size_t off = sec == SEC_PARAMS ? 0 : s->P + (size_t)starts_d[sec] * s->d + (size_t)starts_l[sec] * s->L;
+    *len = sec == SEC_PARAMS ? s->P : sec <= SEC_STD_STD ? s->d : s->L;
+    return s->data + off;
+}
+
+/* The frozen θ_t (and standardizer, and alignment targets when alignment is on) that every
+ * task of this phase is sent from, zero-copy. Every section is hashed here, once: sealing
+ * K tasks then costs no hashing (θ's digest is the model digest computed at close). */
 void coord_snapshot_refresh(coord_t *c) {
     coord_snapshot_drop(c);
     struct coord_snapshot *s = cc_xcalloc(1, sizeof *s);
     s->P = c->P, s->d = (size_t)c->spec.n_inputs, s->L = c->L, s->refs = 1;
-    s->data = cc_xalloc_floats(s->P + 2 * s->d + 3 * s->L);
+    s->n_sections = c->align_variants ? SEC_COUNT : SEC_ALIGN_G;
+    s->data = cc_xalloc_floats(s->P + 2 * s->d + (s->n_sections == SEC_COUNT ? 3 * s->L : 0));
     memcpy(s->data, c->params, s->P * sizeof(float));
+    memset(s->data + s->P, 0, 2 * s->d * sizeof(float));
     if (c->std) {
         memcpy(s->data + s->P, c->std->mean, s->d * sizeof(float));
         memcpy(s->data + s->P + s->d, c->std->std, s->d * sizeof(float));
     }
-    float *t = s->data + s->P + 2 * s->d;
-    memcpy(t, c->target_g, s->L * sizeof(float));
-    memcpy(t + s->L, c->target_D, s->L * sizeof(float));
-    memcpy(t + 2 * s->L, c->target_Hg, s->L * sizeof(float));
+    if (s->n_sections == SEC_COUNT) {
+        float *t = s->data + s->P + 2 * s->d;
+        memcpy(t, c->target_g, s->L * sizeof(float));
+        memcpy(t + s->L, c->target_D, s->L * sizeof(float));
+        memcpy(t + 2 * s->L, c->target_Hg, s->L * sizeof(float));
+    }
+    memcpy(s->digest[SEC_PARAMS], c->digest, WIRE_DIGEST_BYTES);
+    for (size_t sec = SEC_STD_MEAN; sec < s->n_sections; sec++) {
+        size_t len;
+        const float *v = s_section(s, (int)sec, &len);
+        wire_digest_floats(s->digest[sec], v, len);
+    }
     c->snap = s;
 }
 
@@ -84,30 +109,28 @@ const float *coord_snapshot_params(const coord_t *c) { return c->snap ? c->snap-
 
 void coord_send_task(coord_t *c, const char *id, int phase) {
     Concord__Task task = CONCORD__TASK__INIT;
-    Concord__TensorInfo ti[6], *tp[6];
-    uint32_t pshape = (uint32_t)c->P, dshape = (uint32_t)c->spec.n_inputs, lshape = (uint32_t)c->L;
-    wire_frame_t frames[6];
-    const char *names[6];
-    uint32_t *shapes[6];
+    Concord__TensorInfo ti[SEC_COUNT], *tp[SEC_COUNT];
+    static const char *names[SEC_COUNT] = {"params", "std_mean", "std_std", "align_g", "align_D", "align_Hg"};
+    wire_frame_t frames[SEC_COUNT];
+    const uint8_t *digests[SEC_COUNT];
+    uint32_t shapes[SEC_COUNT];
+    int secs[SEC_COUNT];
     size_t n = 0;
     if (!c->snap) coord_snapshot_refresh(c);
-    const float *base = c->snap->data, *std = base + c->P, *tg = std + 2 * (size_t)c->spec.n_inputs;
-#define ADD(nm, ptr, len, shp) (names[n] = (nm), frames[n] = (wire_frame_t){(ptr), (len)}, shapes[n] = (shp), n++)
-    ADD("params", base, c->P, &pshape);
-    if (c->std && c->standardize == 2) {
-        ADD("std_mean", std, (size_t)c->spec.n_inputs, &dshape);
-        ADD("std_std", std + c->spec.n_inputs, (size_t)c->spec.n_inputs, &dshape);
-    }
-    if (phase == 2) ADD("align_g", tg, c->L, &lshape);
+    secs[n++] = SEC_PARAMS;
+    if (c->std && c->standardize == 2) secs[n++] = SEC_STD_MEAN, secs[n++] = SEC_STD_STD;
+    if (phase == 2) secs[n++] = SEC_ALIGN_G;
     if (phase == 0 && c->targets_ready) {
-        if (c->align_variants & ALIGN_GRADIENT) ADD("align_g", tg, c->L, &lshape);
-        if (c->align_variants & ALIGN_HESS_DIAG) ADD("align_D", tg + c->L, c->L, &lshape);
-        if (c->align_variants & ALIGN_HGP) ADD("align_Hg", tg + 2 * c->L, c->L, &lshape);
+        if (c->align_variants & ALIGN_GRADIENT) secs[n++] = SEC_ALIGN_G;
+        if (c->align_variants & ALIGN_HESS_DIAG) secs[n++] = SEC_ALIGN_D;
+        if (c->align_variants & ALIGN_HGP) secs[n++] = SEC_ALIGN_HG;
     }
-#undef ADD
     for (size_t i = 0; i < n; i++) {
+        size_t len;
+        frames[i] = (wire_frame_t){s_section(c->snap, secs[i], &len), 0};
+        frames[i].n = len, shapes[i] = (uint32_t)len, digests[i] = c->snap->digest[secs[i]];
         concord__tensor_info__init(&ti[i]);
-        ti[i].name = (char *)names[i], ti[i].n_shape = 1, ti[i].shape = shapes[i];
+        ti[i].name = (char *)names[secs[i]], ti[i].n_shape = 1, ti[i].shape = &shapes[i];
         tp[i] = &ti[i];
     }
     task.round = c->round;
@@ -127,7 +150,7 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     }
     __atomic_add_fetch(&c->snap->refs, (int)n, __ATOMIC_ACQ_REL); /* one per frame, released by ZeroMQ */
     if (msg_send_zc(c->router, id, &c->self, &c->seq, CONCORD__MSG_TYPE__MSG_TASK, c->round, &task.base, frames, n,
-                    s_snapshot_release, c->snap, &err))
+                    digests, s_snapshot_release, c->snap, &err))
         cc_log_warn("send_failed", "peer=%s reason=\"%s\"", id, err.msg);
 }
 

@@ -400,15 +400,19 @@ static void s_fill_update(coord_update_t *rec, const coord_t *c, const char *id,
 
 /* Journals an acceptable update and acknowledges it. vectors (n_vec × P floats, any
  * alignment) is what the journal keeps: Δ̃_k, or every per-class part in federation mode;
- * delta (any alignment) is Δ̃_k as aggregated. */
+ * delta (any alignment) is Δ̃_k as aggregated. delta_digest, when not NULL, is delta's
+ * BLAKE2b-256 already verified by transport_open (a plain update is its own frame), so the
+ * update is not hashed again for the ledger. */
 static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Update *u, const void *vectors,
-                            size_t n_vec, const void *delta, double norm, uint64_t bytes) {
+                            size_t n_vec, const void *delta, const uint8_t *delta_digest, double norm,
+                            uint64_t bytes) {
     coord_update_t *rec = &c->updates[c->n_updates];
     cc_err_t err = {0};
     s_fill_update(rec, c, cl->id, u, norm);
     rec->slot = coord_slot(c, cl->id);
     rec->upload_bytes = bytes;
-    wire_digest_bytes(rec->digest, delta, c->P * sizeof(float));
+    if (delta_digest) memcpy(rec->digest, delta_digest, WIRE_DIGEST_BYTES);
+    else wire_digest_bytes(rec->digest, delta, c->P * sizeof(float));
     if (coord_journal_add_update(c, rec, vectors, n_vec, &rec->rec, &err)) {
         cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
         s_nack(c, cl->id, REJ_OTHER, "coordinator could not store the update; it will be asked again");
@@ -464,7 +468,8 @@ static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in,
         kind = REJ_NORM;
     }
     if (kind >= 0) s_nack(c, cl->id, (coord_reject_t)kind, reason);
-    else s_accept_update(c, cl, u, journal_bytes, c->per_class == 3 ? n_vec : 1, delta_bytes, norm, s_message_bytes(msg));
+    else s_accept_update(c, cl, u, journal_bytes, c->per_class == 3 ? n_vec : 1, delta_bytes,
+                         n_vec == 1 ? wire_in_digest(in, 0) : NULL, norm, s_message_bytes(msg));
     free(vec);
     free(delta);
     concord__update__free_unpacked(u, NULL);

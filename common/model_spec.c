@@ -96,6 +96,17 @@ int model_act_parse(const char *text, act_kind_t *act) {
     return 0;
 }
 
+/* Is in_c x in_h x in_w exactly n_inputs (already checked to be in (0, 2^26])? The sizes
+ * come from files and messages (any int), so the product is formed in steps that cannot
+ * overflow: each factor is at most n_inputs, and so is every partial product before the
+ * next multiplication (so none exceeds 2^52). */
+static int s_image_matches_inputs(const model_spec_t *spec) {
+    int64_t n = spec->n_inputs, c = spec->in_c, h = spec->in_h, w = spec->in_w;
+    if (c <= 0 || h <= 0 || w <= 0 || c > n || h > n || w > n) return 0;
+    if (c * h > n) return 0;
+    return c * h * w == n;
+}
+
 int model_spec_validate(const model_spec_t *spec, cc_err_t *err) {
     if (spec->kind != MODEL_SOFTMAX && spec->kind != MODEL_MLP && spec->kind != MODEL_CNN)
         return cc_err_set(err, CC_ERR_ARG, "model: unknown kind %d", (int)spec->kind);
@@ -114,10 +125,11 @@ int model_spec_validate(const model_spec_t *spec, cc_err_t *err) {
         return cc_err_set(err, CC_ERR_ARG, "model: dropout must be in [0, 1), got %g", spec->dropout);
     if (spec->kind == MODEL_CNN) {
         if (spec->n_conv < 1) return cc_err_set(err, CC_ERR_ARG, "model: cnn needs a conv layer");
-        if (spec->in_c <= 0 || spec->in_h <= 0 || spec->in_w <= 0 ||
-            (long)spec->in_c * spec->in_h * spec->in_w != spec->n_inputs)
+        if (!s_image_matches_inputs(spec))
             return cc_err_set(err, CC_ERR_ARG,
-                              "model: cnn needs image data (channels x height x width = n_inputs)");
+                              "model: cnn needs image data (channels x height x width = n_inputs), "
+                              "got %d x %d x %d for %d inputs", spec->in_c, spec->in_h, spec->in_w,
+                              spec->n_inputs);
         int h = spec->in_h, w = spec->in_w;
         for (int i = 0; i < spec->n_conv; i++) {
             if (spec->conv[i] <= 0 || spec->conv[i] > 4096)

@@ -333,6 +333,36 @@ Test(checkpoint, crafted_absurd_layer_size) {
     free(params);
 }
 
+/* Regression (fuzz/crashes/checkpoint/cnn-shape-product-overflow): the image sizes of a
+ * CNN spec are multiplied without overflow. 5 x 1718039348 x 2147418113 = 2^64 + 4, so a
+ * 64-bit product wraps to exactly n_inputs = 4 (and is signed overflow, UB); the fuzzer's
+ * shape overflows without wrapping to n_inputs. Both are refused, the file as CORRUPT. */
+Test(checkpoint, cnn_shape_product_overflow_is_refused) {
+    static const int shapes[][4] = {{5, 1718039348, 2147418113, 4},
+                                    {1660944128, 138613264, 74, 16},
+                                    {1 << 26, 1 << 26, 1, 1 << 26}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        model_spec_t s = {0};
+        s.kind = MODEL_CNN, s.n_classes = 2, s.n_conv = 1, s.conv[0] = 1;
+        s.in_c = shapes[k][0], s.in_h = shapes[k][1], s.in_w = shapes[k][2];
+        s.n_inputs = shapes[k][3];
+        cc_err_t err = {0};
+        cr_assert_eq(model_spec_validate(&s, &err), CC_ERR_ARG, "shape %zu accepted", k);
+        cr_assert(strstr(err.msg, "channels x height x width = n_inputs"), "%s", err.msg);
+        float params[16] = {0};
+        s_craft_t c = {.spec = s, .n_field = 16, .params = params, .n = 16};
+        size_t len;
+        uint8_t *b = s_encode(&c, &len);
+        s_expect_load(b, len, CC_ERR_CORRUPT, "invalid model spec");
+        free(b);
+    }
+    model_spec_t ok = {0}; /* the check still accepts a real image */
+    ok.kind = MODEL_CNN, ok.n_classes = 2, ok.n_conv = 1, ok.conv[0] = 1;
+    ok.in_c = 3, ok.in_h = 4, ok.in_w = 5, ok.n_inputs = 60;
+    cc_err_t err = {0};
+    cr_assert_eq(model_spec_validate(&ok, &err), 0, "%s", err.msg);
+}
+
 Test(checkpoint, other_version_is_format_error) {
     float params[8] = {0};
     s_craft_t c = {.spec = s_spec_softmax(), .n_field = 8, .params = params, .n = 8};

@@ -42,6 +42,7 @@
 #define S_DIGEST 32                       /* BLAKE2b-256 */
 #define S_CHUNK (64 * 1024)               /* bytes read at a time by the verifier */
 #define S_TAIL_FIRST 4096                 /* first window read from the end by append */
+#define S_LINE_FIRST 4096                 /* first size of the verifier's line buffer */
 #define S_MAX_DEPTH 2048                  /* jansson's parser nests no deeper either */
 
 int ledger_fault_fail_write_after = 0;
@@ -320,7 +321,8 @@ typedef struct {
     char *chunk;          /* (S_CHUNK) read-ahead */
     size_t pos, len;      /* unread bytes: chunk[pos, len) */
     uint64_t consumed;    /* file offset of chunk[pos] */
-    char *line;           /* (cap) the current line, without '\n' */
+    char *line;           /* (cap) the current line, without '\n'; never NULL, even for an
+                           * empty line, so the checks always get a real buffer */
     size_t cap;
 } s_reader_t;
 
@@ -344,7 +346,7 @@ static int s_reader_next(s_reader_t *r, size_t *n) {
         size_t take = nl ? (size_t)(nl - s) : avail;
         if (*n + take > LEDGER_MAX_LINE) return S_R_TOO_LONG;
         if (*n + take > r->cap) {
-            size_t cap = r->cap ? r->cap : 4096;
+            size_t cap = r->cap;
             while (cap < *n + take) cap *= 2;
             if (cap > LEDGER_MAX_LINE) cap = LEDGER_MAX_LINE;
             r->line = cc_xrealloc(r->line, cap);
@@ -369,6 +371,7 @@ int ledger_verify(const char *path, const uint8_t coordinator_pk[WIRE_PK_BYTES],
     s_reader_t r = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
     if (r.fd < 0) return cc_err_set(err, CC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     r.chunk = cc_xmalloc(S_CHUNK);
+    r.line = cc_xmalloc(S_LINE_FIRST), r.cap = S_LINE_FIRST;
     s_fail_t f = {LEDGER_OK, ""};
     int rc = 0;
     for (uint64_t idx = 0;; idx++) {

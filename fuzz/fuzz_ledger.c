@@ -101,22 +101,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_reader_t r = {data, size};
     unsigned mode = fuzz_u8(&r);
     const char *path;
-    int first_nl;
     if (mode & 1) {
         s_buf_t b = {0};
         s_rewrite(r.p, r.left, mode, &b);
         path = fuzz_memfile(0, b.p, b.n);
-        first_nl = b.n > 0 && b.p[0] == '\n';
         free(b.p);
     } else {
         path = fuzz_memfile(0, r.p, r.left);
-        first_nl = r.left > 0 && r.p[0] == '\n';
     }
-    /* KNOWN BUG (fuzz/crashes/ledger/empty-first-line): s_reader_next (common/ledger.c:353)
-     * does memcpy(r->line + *n, s, 0) with r->line still NULL when the first line is empty:
-     * pointer arithmetic on NULL and memcpy to NULL, undefined behaviour. Skipped while the
-     * bug stands (fuzz_filters_on); remove with the fix. */
-    if (first_nl && fuzz_filters_on()) return 0;
     const uint8_t *pk = fuzz_key((mode & 16) ? FUZZ_KEY_HOSPITAL : FUZZ_KEY_COORDINATOR)->pk;
 
     ledger_report_t rep;

@@ -507,6 +507,38 @@ Test(ledger, signed_wrong_seq_garbage_and_long_lines) {
     free(buf);
 }
 
+/* Regression (fuzz/crashes/ledger/empty-first-line): an empty first line reached the
+ * checks with no line buffer at all (memcpy into NULL, UB, and a NULL "line" for the JSON
+ * parser). It is bad JSON on line 1, said exactly as for a blank line further down. */
+Test(ledger, empty_first_line_is_bad_json) {
+    const char *path = s_path("ledger.jsonl"), *g = s_path("blank.jsonl");
+    s_build(path, 2);
+    size_t len;
+    char *buf = s_read(path, &len);
+    ledger_report_t later, rep;
+    s_write(g, buf, len); /* the blank line after two entries */
+    FILE *f = fopen(g, "ab");
+    fputs("\n", f);
+    fclose(f);
+    cr_assert_eq(s_verify(g, s_coord.pk, &later), CC_ERR_CORRUPT);
+    cr_assert_eq(later.failure, LEDGER_FAIL_BAD_JSON);
+
+    char *first = malloc(len + 1);
+    first[0] = '\n';
+    memcpy(first + 1, buf, len);
+    for (int alone = 0; alone < 2; alone++) { /* before the entries; alone (the reproducer) */
+        s_write(g, first, alone ? 1 : len + 1);
+        cr_assert_eq(s_verify(g, s_coord.pk, &rep), CC_ERR_CORRUPT);
+        cr_assert_eq(rep.failure, LEDGER_FAIL_BAD_JSON, "%s", rep.detail);
+        cr_assert_eq(rep.bad_entry, 0);
+        cr_assert_eq(rep.bad_offset, 0);
+        cr_assert_eq(rep.entries, 0);
+        cr_assert_str_eq(rep.detail, later.detail);
+    }
+    free(first);
+    free(buf);
+}
+
 /* ---- crashes ---- */
 
 /* Every prefix of every line, bare or NUL-padded, as the end of the file is a torn append:

@@ -145,6 +145,10 @@ void client_tick(client_t *c) {
         return;
     }
     if (c->state == CLIENT_FINISHED) return;
+    /* Also the only retry of a Hello without Welcome: a fresh socket, never a second Hello on
+     * this one. ZeroMQ keeps a Hello queued until the connection is up, so Hellos repeated
+     * during an outage would all arrive together when the link returns, and each would fetch
+     * the round's task again (tests/netem_slow.sh). Closing the socket drops what it queued. */
     if (now - c->last_recv > 3.0 * c->heartbeat_s) {
         client_disconnect(c, "no answer from the coordinator for 3 heartbeats");
         return;
@@ -154,9 +158,6 @@ void client_tick(client_t *c) {
         hb.round = c->last_round;
         hb.state = "ready";
         client_send(c, CONCORD__MSG_TYPE__MSG_HEARTBEAT, c->last_round, &hb.base, NULL, 0);
-        c->last_heartbeat = now;
-    } else if (c->state == CLIENT_HELLO_SENT && now - c->last_heartbeat >= c->heartbeat_s) {
-        s_send_hello(c); /* the first Hello may have raced the connection */
         c->last_heartbeat = now;
     }
 }
@@ -230,6 +231,15 @@ static void s_handle_nack(client_t *c, const wire_in_t *in) {
     if (n) concord__nack__free_unpacked(n, NULL);
 }
 
+/* Tells the coordinator the task arrived, before the (long) local work: it paces task sends
+ * on these confirmations (coordinator/phases.c). */
+static void s_confirm_task(client_t *c, uint64_t round) {
+    Concord__Heartbeat hb = CONCORD__HEARTBEAT__INIT;
+    hb.round = round;
+    hb.state = "task_received";
+    client_send(c, CONCORD__MSG_TYPE__MSG_HEARTBEAT, round, &hb.base, NULL, 0);
+}
+
 static void s_dispatch(client_t *c, const wire_in_t *in, transport_msg_t *msg) {
     switch (in->type) {
     case CONCORD__MSG_TYPE__MSG_WELCOME: s_handle_welcome(c, in); break;
@@ -241,7 +251,7 @@ static void s_dispatch(client_t *c, const wire_in_t *in, transport_msg_t *msg) {
         Concord__Task *t = concord__task__unpack(NULL, in->body_len, in->body);
         if (!t) cc_log_warn("task_invalid", "reason=\"does not decode\"");
         else if (c->state != CLIENT_READY || !c->model) cc_log_warn("task_ignored", "reason=\"no Welcome yet\"");
-        else client_handle_task(c, t, msg);
+        else s_confirm_task(c, t->round), client_handle_task(c, t, msg);
         if (t) concord__task__free_unpacked(t, NULL);
         break;
     }

@@ -3,8 +3,8 @@
  *   order (after the §6.3 normalisation already applied at ingest, or per class here in
  *   federation mode) → server step θ ← θ + η_s · Σ_k w_k Δ̃_k.
  *
- * FedAvg streams the journaled updates one at a time into θ (θ, one buffer and the task
- * snapshot of θ_t: 3P floats).
+ * FedAvg streams the journaled updates into a copy of θ_t, block by block (θ_t in the task
+ * snapshot, the new θ and a 128 KiB buffer: 2P floats).
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
  * order) and needs two passes over them: the Gram matrix G = U Uᵀ (ssyrk) gives every
  * cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
@@ -22,12 +22,23 @@ static int s_by_id(const void *a, const void *b) {
     return strcmp(((const coord_update_t *)a)->id, ((const coord_update_t *)b)->id);
 }
 
-/* Reads vector v (of n_vec) of update u from the journal into out (P). */
-static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *out, cc_err_t *err) {
+/* Byte offset of update u's first vector within its journal record. */
+static int s_vectors_from(coord_t *c, const coord_update_t *u, uint64_t *from, cc_err_t *err) {
     uint32_t hdr_len;
     int rc = journal_read(c->journal, &u->rec, 0, &hdr_len, sizeof hdr_len, err);
     if (rc) return rc;
-    size_t from = sizeof hdr_len + hdr_len + v * c->P * sizeof(float);
+    *from = sizeof hdr_len + (uint64_t)hdr_len;
+    if (*from + c->P * sizeof(float) > u->rec.length)
+        return cc_err_set(err, CC_ERR_CORRUPT, "journal: update of %s is shorter than its vector", u->id);
+    return 0;
+}
+
+/* Reads vector v (of n_vec) of update u from the journal into out (P). */
+static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *out, cc_err_t *err) {
+    uint64_t from;
+    int rc = s_vectors_from(c, u, &from, err);
+    if (rc) return rc;
+    from += v * c->P * sizeof(float);
     if (from + c->P * sizeof(float) > u->rec.length)
         return cc_err_set(err, CC_ERR_CORRUPT, "journal: update of %s is shorter than its vectors", u->id);
     return journal_read(c->journal, &u->rec, from, out, c->P * sizeof(float), err);
@@ -117,18 +128,25 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
     return rc;
 }
 
-/* FedAvg: θ += η_s w_k Δ̃_k straight from the journal, one update at a time (θ, one read
- * buffer and the task snapshot: 3P floats). A failed read restores θ_t from the snapshot. */
-static int s_stream_into_theta(coord_t *c, const double *w, cc_err_t *err) {
-    float *buf = cc_xalloc_floats(c->P);
+/* FedAvg: θ += η_s w_k Δ̃_k straight from the journal, by column blocks: for each block of
+ * θ, every update's block in client-id order. The block of θ and the read buffer stay in
+ * cache, so each update crosses memory once and θ once in all, and the buffer is 128 KiB,
+ * not P floats. Per element the sums run in the same order as update by update. */
+#define STREAM_BLOCK 32768
+static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *err) {
+    size_t K = c->n_updates;
+    uint64_t *from = cc_xcalloc(K + 1, sizeof *from);
+    float *buf = cc_xalloc_floats(STREAM_BLOCK);
     int rc = 0;
-    for (size_t k = 0; k < c->n_updates && !rc; k++) {
-        rc = s_read_vector(c, &c->updates[k], 0, buf, err);
-        if (!rc) cblas_saxpy((int)c->P, (float)(c->server_lr * w[k]), buf, 1, c->params, 1);
+    for (size_t k = 0; k < K && !rc; k++) rc = s_vectors_from(c, &c->updates[k], &from[k], err);
+    for (size_t s0 = 0; s0 < c->P && !rc; s0 += STREAM_BLOCK) {
+        size_t n = c->P - s0 < STREAM_BLOCK ? c->P - s0 : STREAM_BLOCK;
+        for (size_t k = 0; k < K && !rc; k++) {
+            rc = journal_read(c->journal, &c->updates[k].rec, from[k] + s0 * sizeof(float), buf, n * sizeof(float), err);
+            if (!rc) cblas_saxpy((int)n, (float)(c->server_lr * w[k]), buf, 1, theta + s0, 1);
+        }
     }
-    const float *theta_t = coord_snapshot_params(c);
-    if (rc && theta_t) memcpy(c->params, theta_t, c->P * sizeof(float));
-    free(buf);
+    free(buf), free(from);
     return rc;
 }
 
@@ -186,24 +204,25 @@ static int s_robust_sum(coord_t *c, size_t K, float *sum, cc_err_t *err) {
     const size_t chunk = 4096;
     float *block = cc_xalloc_floats(K * chunk), *col = cc_xcalloc(K, sizeof *col);
     size_t cut = c->robust == 2 ? (size_t)floor(c->trim * (double)K) : 0;
+    uint64_t *from = cc_xcalloc(K + 1, sizeof *from);
     int rc = 0;
+    for (size_t k = 0; k < K && !rc; k++) rc = s_vectors_from(c, &c->updates[k], &from[k], err);
     for (size_t s0 = 0; s0 < c->P && !rc; s0 += chunk) {
         size_t n = c->P - s0 < chunk ? c->P - s0 : chunk;
-        for (size_t k = 0; k < K && !rc; k++) {
-            uint32_t hdr_len;
-            rc = journal_read(c->journal, &c->updates[k].rec, 0, &hdr_len, sizeof hdr_len, err);
-            if (!rc) rc = journal_read(c->journal, &c->updates[k].rec, sizeof hdr_len + hdr_len + s0 * sizeof(float),
-                                       block + k * chunk, n * sizeof(float), err);
-        }
+        for (size_t k = 0; k < K && !rc; k++)
+            rc = journal_read(c->journal, &c->updates[k].rec, from[k] + s0 * sizeof(float), block + k * chunk,
+                              n * sizeof(float), err);
         for (size_t i = 0; i < n && !rc; i++) {
             for (size_t k = 0; k < K; k++) col[k] = block[k * chunk + i];
             sum[s0 + i] = s_robust_value(col, K, c->robust, cut);
         }
     }
-    free(block), free(col);
+    free(block), free(col), free(from);
     return rc;
 }
 
+/* The round's aggregate into a new θ; θ_t stays as it is (in the task snapshot, which
+ * ZeroMQ may still be sending) until everything was read, so a failure leaves it unchanged. */
 int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
     qsort(c->updates, c->n_updates, sizeof *c->updates, s_by_id);
     size_t all = c->n_updates;
@@ -216,20 +235,22 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
         for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
     }
-    if (!rc && c->robust) {
-        float *sum = cc_xalloc_floats(c->P);
-        rc = s_robust_sum(c, c->n_updates, sum, err);
-        if (!rc) cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, c->params, 1);
-        free(sum);
-    } else if (!rc && !c->U && c->per_class != 3 && coord_snapshot_params(c)) {
-        rc = s_stream_into_theta(c, weights, err);
+    float *theta = cc_xalloc_floats(c->P);
+    memcpy(theta, c->params, c->P * sizeof(float));
+    if (!rc && !c->robust && !c->U && c->per_class != 3) {
+        rc = s_stream_into(c, weights, theta, err);
     } else if (!rc) {
         float *sum = cc_xalloc_floats(c->P);
-        rc = s_weighted_sum(c, weights, sum, err);
-        if (!rc) cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, c->params, 1);
+        rc = c->robust ? s_robust_sum(c, c->n_updates, sum, err) : s_weighted_sum(c, weights, sum, err);
+        if (!rc) cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, theta, 1);
         free(sum);
     }
-    if (!rc) wire_digest_floats(c->digest, c->params, c->P);
+    if (!rc) {
+        coord_params_replace(c, theta);
+        wire_digest_floats(c->digest, c->params, c->P);
+    } else {
+        free(theta);
+    }
     for (size_t k = c->n_updates; k < all; k++) weights[k] = 0.0;
     c->n_updates = all; /* the history and the ledger list every accepted update */
     return rc;

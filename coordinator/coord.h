@@ -106,7 +106,8 @@ typedef struct {
 
     /* model and round */
     model_spec_t spec;
-    float *params;             /* (P) θ_t */
+    float *params;             /* (P) θ_t; read-only while frozen into the task snapshot */
+    int params_frozen;         /* params belongs to the snapshot (phases.c) */
     size_t P;
     uint8_t digest[WIRE_DIGEST_BYTES];
     standardizer_t *std;       /* fixed when round 0 starts (federated) */
@@ -142,8 +143,13 @@ typedef struct {
 
     /* What tasks send (θ_t, standardiser, targets), frozen per phase and sent without
      * copying; reference-counted because ZeroMQ may still hold it when the next phase or
-     * round starts (phases.c). Also θ_t to restore if aggregation fails halfway. */
+     * round starts (phases.c). It owns θ_t: aggregation writes θ_{t+1} into a new buffer. */
     struct coord_snapshot *snap;
+    uint8_t *task_state;       /* (n_clients) by slot: none, queued, sent, delivered */
+    double *task_sent_at;      /* (n_clients) */
+    size_t task_window;        /* tasks in flight at most (CURVE: θ copies in ZeroMQ) */
+    double task_confirm_s;     /* a task unconfirmed this long leaves the window */
+    double task_window_mb;     /* [federation] task_window_mb */
 
     /* evaluation */
     dataset_t *test;           /* optional held-out evaluation set (raw features) */
@@ -184,12 +190,20 @@ void coord_stats_begin(coord_t *c);
 void coord_handle_stats(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg);
 void coord_stats_deadline(coord_t *c);
 void coord_send_task(coord_t *c, const char *id, int phase);
+/* Task pacing (phases.c): queue slot's task of the current phase; a participant's message
+ * confirms its task arrived; the pump sends queued tasks while the window has room. */
+void coord_queue_task(coord_t *c, size_t slot);
+void coord_task_delivered(coord_t *c, const char *id);
+void coord_pump_tasks(coord_t *c);
+int coord_tasks_queued(const coord_t *c);
 void coord_begin_training(coord_t *c);
 /* Freezes the current θ, standardiser and targets into a new task snapshot. */
 void coord_snapshot_refresh(coord_t *c);
-void coord_snapshot_drop(coord_t *c);
-/* θ_t as frozen in the current snapshot (NULL before the first round). */
-const float *coord_snapshot_params(const coord_t *c);
+/* Makes theta (malloc'ed, P floats) the new θ; the old one is freed, or left to the
+ * snapshot that froze it. */
+void coord_params_replace(coord_t *c, float *theta);
+/* At exit: drops the snapshot and frees θ. */
+void coord_params_free(coord_t *c);
 size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */
 int coord_journal_add_targets(coord_t *c, cc_err_t *err);
 

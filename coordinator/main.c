@@ -34,6 +34,10 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "federation.extension_s", "30", "one extension when the deadline passes without quorum");
     config_declare(cfg, "federation.seed", "1", "seed of the initial model and of every client's training");
     config_declare(cfg, "federation.bind", "tcp://*:7700", "ZeroMQ endpoint the coordinator binds");
+    config_declare(cfg, "federation.task_window_mb", "64",
+                   "with CURVE, tasks in flight hold at most this many MiB of encrypted model copies (at least one task)");
+    config_declare(cfg, "federation.task_confirm_s", "10",
+                   "a task its client has not confirmed after this many seconds stops counting against the window");
     config_declare(cfg, "federation.enrolment", "enrolment.txt", "enrolled clients: one \"ID PUBLIC_HEX\" per line");
     config_declare(cfg, "model.arch", "mlp:64,32", "softmax | mlp:H1,H2,... | cnn:C1,C2[/H1,...]");
     config_declare(cfg, "model.activation", "relu", "relu | gelu | tanh");
@@ -189,6 +193,8 @@ static int s_settings(coord_t *c, cc_err_t *err) {
         rc = cc_err_set(err, CC_ERR_ARG, "[aggregation] robust = %s cannot be combined with [per_class] mode = federation",
                         config_get(g, "aggregation.robust"));
     rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
+    rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
+    rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
     rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);
     c->keep_checkpoints = (int)l;
     rc = rc ? rc : config_get_str(g, "federation.bind", &str, err);
@@ -372,6 +378,11 @@ static void s_alloc_round_state(coord_t *c) {
     c->stat_Hg = cc_xcalloc(n * c->L, sizeof(float));
     c->stat_n = cc_xcalloc(n, sizeof *c->stat_n);
     c->stat_have = cc_xcalloc(n, 1);
+    c->task_state = cc_xcalloc(n, 1);
+    c->task_sent_at = cc_xcalloc(n, sizeof *c->task_sent_at);
+    /* Each task in flight under CURVE holds an encrypted copy of θ in ZeroMQ. */
+    double per_task = (double)c->P * sizeof(float);
+    c->task_window = !c->curve ? SIZE_MAX : (size_t)fmax(1.0, floor(c->task_window_mb * 1048576.0 / per_task));
     c->target_g = cc_xcalloc(c->L, sizeof(float)), c->target_D = cc_xcalloc(c->L, sizeof(float));
     c->target_Hg = cc_xcalloc(c->L, sizeof(float));
     c->gap_g = cc_xcalloc(n, sizeof *c->gap_g), c->gap_d = cc_xcalloc(n, sizeof *c->gap_d);
@@ -389,7 +400,7 @@ static void s_alloc_round_state(coord_t *c) {
 static void s_teardown(coord_t *c) {
     coord_http_stop();
     if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
-    coord_snapshot_drop(c);                              /* ...before the snapshot goes */
+    coord_params_free(c);                                /* ...θ lives until the last is */
     journal_close(&c->journal);
     if (c->router) zmq_close(c->router);
     zap_handler_destroy(&c->zap);
@@ -400,11 +411,11 @@ static void s_teardown(coord_t *c) {
     standardizer_destroy(&c->std);
     dataset_destroy(&c->test);
     config_destroy(&c->cfg);
-    free(c->params);
     free(c->ledger_path);
     free(c->participants);
     free(c->updates);
     free(c->stat_g), free(c->stat_D), free(c->stat_Hg), free(c->stat_n), free(c->stat_have);
+    free(c->task_state), free(c->task_sent_at);
     free(c->target_g), free(c->target_D), free(c->target_Hg), free(c->gap_g), free(c->gap_d);
     free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
 }

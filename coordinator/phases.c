@@ -47,7 +47,9 @@ static void s_fedce_coef(const coord_t *c, const char *id, double *coef, uint64_
 enum { SEC_PARAMS, SEC_STD_MEAN, SEC_STD_STD, SEC_ALIGN_G, SEC_ALIGN_D, SEC_ALIGN_HG, SEC_COUNT };
 
 struct coord_snapshot {
-    float *data;   /* params (P) | std mean (d) | std std (d) | ḡ (L) | D̄ (L) | H̄ḡ (L) */
+    float *theta;  /* θ_t (P): owned, or the parent's when θ did not change since it */
+    struct coord_snapshot *parent;
+    float *extra;  /* std mean (d) | std std (d) | ḡ (L) | D̄ (L) | H̄ḡ (L) */
     size_t P, d, L;
     size_t n_sections; /* SEC_ALIGN_G when alignment is off: the targets are not copied */
     uint8_t digest[SEC_COUNT][WIRE_DIGEST_BYTES]; /* of each section, hashed once */
@@ -58,40 +60,45 @@ static void s_snapshot_release(void *data, void *hint) {
     (void)data;
     struct coord_snapshot *s = hint;
     if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-        free(s->data);
+        if (s->parent) s_snapshot_release(NULL, s->parent);
+        else free(s->theta);
+        free(s->extra);
         free(s);
     }
 }
 
-void coord_snapshot_drop(coord_t *c) {
+static void s_snapshot_drop(coord_t *c) {
     if (c->snap) s_snapshot_release(NULL, c->snap);
     c->snap = NULL;
 }
 
 static float *s_section(const struct coord_snapshot *s, int sec, size_t *len) {
     static const int starts_d[SEC_COUNT] = {0, 0, 1, 2, 2, 2}, starts_l[SEC_COUNT] = {0, 0, 0, 0, 1, 2};
-    size_t off = sec == SEC_PARAMS ? 0 : s->P + (size_t)starts_d[sec] * s->d + (size_t)starts_l[sec] * s->L;
-    *len = sec == SEC_PARAMS ? s->P : sec <= SEC_STD_STD ? s->d : s->L;
-    return s->data + off;
+    if (sec == SEC_PARAMS) return *len = s->P, s->theta;
+    *len = sec <= SEC_STD_STD ? s->d : s->L;
+    return s->extra + (size_t)starts_d[sec] * s->d + (size_t)starts_l[sec] * s->L;
 }
 
-/* The frozen θ_t (and standardizer, and alignment targets when alignment is on) that every
- * task of this phase is sent from, zero-copy. Every section is hashed here, once: sealing
- * K tasks then costs no hashing (θ's digest is the model digest computed at close). */
+/* Freezes θ_t, the standardizer and (when alignment is on) the targets for every task of
+ * this phase, sent zero-copy. θ is not copied: the snapshot takes over c->params (the
+ * next θ is written into a new buffer, coord_params_replace), or shares its predecessor's
+ * when θ has not changed since. Every section is hashed here, once, so sealing K tasks
+ * costs no hashing (θ's digest is the model digest computed at close). */
 void coord_snapshot_refresh(coord_t *c) {
-    coord_snapshot_drop(c);
-    struct coord_snapshot *s = cc_xcalloc(1, sizeof *s);
+    struct coord_snapshot *s = cc_xcalloc(1, sizeof *s), *old = c->snap;
     s->P = c->P, s->d = (size_t)c->spec.n_inputs, s->L = c->L, s->refs = 1;
     s->n_sections = c->align_variants ? SEC_COUNT : SEC_ALIGN_G;
-    s->data = cc_xalloc_floats(s->P + 2 * s->d + (s->n_sections == SEC_COUNT ? 3 * s->L : 0));
-    memcpy(s->data, c->params, s->P * sizeof(float));
-    memset(s->data + s->P, 0, 2 * s->d * sizeof(float));
+    s->theta = c->params;
+    if (c->params_frozen && old) s->parent = old; /* inherits the coordinator's reference */
+    else s_snapshot_drop(c);
+    c->params_frozen = 1;
+    s->extra = cc_xcalloc(2 * s->d + (s->n_sections == SEC_COUNT ? 3 * s->L : 0) + 1, sizeof(float));
     if (c->std) {
-        memcpy(s->data + s->P, c->std->mean, s->d * sizeof(float));
-        memcpy(s->data + s->P + s->d, c->std->std, s->d * sizeof(float));
+        memcpy(s->extra, c->std->mean, s->d * sizeof(float));
+        memcpy(s->extra + s->d, c->std->std, s->d * sizeof(float));
     }
     if (s->n_sections == SEC_COUNT) {
-        float *t = s->data + s->P + 2 * s->d;
+        float *t = s->extra + 2 * s->d;
         memcpy(t, c->target_g, s->L * sizeof(float));
         memcpy(t + s->L, c->target_D, s->L * sizeof(float));
         memcpy(t + 2 * s->L, c->target_Hg, s->L * sizeof(float));
@@ -105,7 +112,19 @@ void coord_snapshot_refresh(coord_t *c) {
     c->snap = s;
 }
 
-const float *coord_snapshot_params(const coord_t *c) { return c->snap ? c->snap->data : NULL; }
+void coord_params_replace(coord_t *c, float *theta) {
+    if (!c->params_frozen) free(c->params);
+    c->params = theta;
+    c->params_frozen = 0;
+    s_snapshot_drop(c); /* θ_t is freed once ZeroMQ has sent its last frame */
+}
+
+void coord_params_free(coord_t *c) {
+    s_snapshot_drop(c);
+    if (!c->params_frozen) free(c->params);
+    c->params = NULL;
+}
+
 
 void coord_send_task(coord_t *c, const char *id, int phase) {
     Concord__Task task = CONCORD__TASK__INIT;
@@ -160,12 +179,68 @@ static int s_has_update(const coord_t *c, const char *id) {
     return 0;
 }
 
+/* ---- task pacing ------------------------------------------------------------------------
+ * With CURVE, ZeroMQ encrypts every outgoing task into a copy of its own, so K tasks sent
+ * at once hold K copies of θ. At most task_window tasks are therefore in flight: a task
+ * leaves the window when its client's next message shows it arrived (clients send a
+ * Heartbeat on receiving a task), or task_confirm_s after it was sent. Without CURVE the
+ * frames are shared zero-copy and the window is unbounded. Tasks go in slot order. */
+enum { TASK_NONE, TASK_QUEUED, TASK_SENT, TASK_DELIVERED };
+
+static size_t s_tasks_in_flight(coord_t *c, double now) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_participants; i++) {
+        if (c->task_state[i] != TASK_SENT) continue;
+        if (now - c->task_sent_at[i] > c->task_confirm_s) c->task_state[i] = TASK_DELIVERED; /* presumed */
+        else n++;
+    }
+    return n;
+}
+
+void coord_pump_tasks(coord_t *c) {
+    if (c->state != COORD_STATS && c->state != COORD_TRAINING && c->state != COORD_EXTENDED) return;
+    double now = cc_now();
+    size_t busy = s_tasks_in_flight(c, now);
+    int phase = c->state == COORD_STATS ? c->stats_phase : 0;
+    for (size_t i = 0; i < c->n_participants && busy < c->task_window; i++) {
+        if (c->task_state[i] != TASK_QUEUED) continue;
+        c->task_state[i] = TASK_SENT, c->task_sent_at[i] = now, busy++;
+        coord_send_task(c, c->participants[i], phase);
+    }
+}
+
+int coord_tasks_queued(const coord_t *c) {
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (c->task_state[i] == TASK_QUEUED) return 1;
+    return 0;
+}
+
+void coord_queue_task(coord_t *c, size_t slot) {
+    c->task_state[slot] = TASK_QUEUED;
+    coord_pump_tasks(c);
+}
+
+void coord_task_delivered(coord_t *c, const char *id) {
+    size_t slot = coord_slot(c, id);
+    if (slot == SIZE_MAX || c->task_state[slot] != TASK_SENT) return;
+    c->task_state[slot] = TASK_DELIVERED;
+    coord_pump_tasks(c);
+}
+
+/* Queues the tasks of a new phase for every participant (those without an update, in the
+ * training phase). */
+static void s_queue_phase(coord_t *c, int phase) {
+    memset(c->task_state, TASK_NONE, c->n_participants);
+    for (size_t i = 0; i < c->n_participants; i++)
+        if (phase != 0 || !s_has_update(c, c->participants[i])) c->task_state[i] = TASK_QUEUED;
+    coord_pump_tasks(c);
+}
+
 void coord_begin_training(coord_t *c) {
     coord_snapshot_refresh(c);
     c->deadline = cc_now() + c->deadline_s;
     coord_set_state(c, COORD_TRAINING);
-    for (size_t i = 0; i < c->n_participants; i++)
-        if (!s_has_update(c, c->participants[i])) coord_send_task(c, c->participants[i], 0);
+    s_queue_phase(c, 0);
 }
 
 void coord_stats_begin(coord_t *c) {
@@ -173,7 +248,7 @@ void coord_stats_begin(coord_t *c) {
     c->stats_phase = 1;
     c->deadline = cc_now() + c->deadline_s;
     coord_set_state(c, COORD_STATS);
-    for (size_t i = 0; i < c->n_participants; i++) coord_send_task(c, c->participants[i], 1);
+    s_queue_phase(c, 1);
 }
 
 /* π_k-weighted mean of the answered slots' rows of stats into target; returns Σ n_k. */
@@ -212,7 +287,7 @@ static void s_phase_done(coord_t *c) {
             c->stats_phase = 2;
             coord_snapshot_refresh(c); /* carries ḡ now */
             c->deadline = cc_now() + c->deadline_s;
-            for (size_t i = 0; i < c->n_participants; i++) coord_send_task(c, c->participants[i], 2);
+            s_queue_phase(c, 2);
             return;
         }
     } else {

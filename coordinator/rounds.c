@@ -198,6 +198,7 @@ static void s_maybe_close(coord_t *c) {
 void coord_tick(coord_t *c) {
     double now = cc_now();
     s_maybe_close(c);
+    coord_pump_tasks(c);
     if (c->state == COORD_WAITING) {
         if (coord_clients_welcomed(c) >= (size_t)c->min_clients) {
             if (coord_start_round(c)) c->stop = 2;
@@ -230,6 +231,7 @@ double coord_next_timeout(const coord_t *c) {
     if (c->state == COORD_STATS || c->state == COORD_TRAINING || c->state == COORD_EXTENDED) {
         double left = c->deadline - cc_now();
         if (left < t) t = left < 0 ? 0 : left;
+        if (coord_tasks_queued(c) && t > 0.05) t = 0.05; /* a presumed delivery frees the window */
     }
     return t;
 }
@@ -307,9 +309,9 @@ static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) 
     /* A participant that (re)connects mid-round gets its task (again). */
     size_t slot = coord_slot(c, cl->id);
     if (slot != SIZE_MAX && c->state == COORD_STATS && !(c->stat_have[slot] & c->stats_phase))
-        coord_send_task(c, cl->id, c->stats_phase);
+        coord_queue_task(c, slot);
     if (slot != SIZE_MAX && (c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && !s_has_update(c, cl->id))
-        coord_send_task(c, cl->id, 0);
+        coord_queue_task(c, slot);
 }
 
 /* Protocol-state checks of an Update; returns the reject kind or -1 when it is acceptable. */
@@ -517,6 +519,7 @@ static coord_client_t *s_authenticate(coord_t *c, transport_msg_t *msg, wire_in_
     }
     cl->last_seq = in->seq;
     cl->last_seen = cc_now();
+    coord_task_delivered(c, cl->id); /* any message after a task shows it arrived */
     return cl;
 }
 

@@ -152,7 +152,7 @@ static void s_hello(s_client_t *c) {
     h.n_train = 100, h.n_features = 4, h.n_class_counts = 3, h.class_counts = counts;
     cc_err_t err = {0};
     cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0, &err), 0);
-    cr_assert_eq(s_recv(c, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_WELCOME, "Hello is welcomed");
+    cr_assert_eq(s_recv(c, 10000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_WELCOME, "Hello is welcomed");
 }
 
 /* Seals an Update for round `round` from base digest `digest` with Δ = delta. */

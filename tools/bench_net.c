@@ -731,6 +731,11 @@ static int s_lc_task(s_lg_t *g, s_lc_t *cl, const uint8_t *body, size_t body_len
         cl->due = cl->task_at + (g->K > 1 ? g->spread * (double)idx / (double)(g->K - 1) : 0.0);
         cl->pending = rc == 0;
         cl->tasks++;
+        /* Like concord-client: confirm the task at once (the coordinator paces tasks on it). */
+        Concord__Heartbeat hb = CONCORD__HEARTBEAT__INIT;
+        hb.round = t->round;
+        hb.state = "task_received";
+        if (rc == 0 && cl->due > cl->task_at) s_lc_send(g, cl, CONCORD__MSG_TYPE__MSG_HEARTBEAT, t->round, &hb.base);
     }
     concord__task__free_unpacked(t, NULL);
     return rc;

@@ -225,11 +225,14 @@ void coord_archive_update(coord_t *c, const char *id, const void *delta);
 int coord_seq_reserve(coord_t *c, cc_err_t *err);
 
 /* history.c */
-void coord_history_trim(coord_t *c);    /* drop lines of rounds >= c->round (not committed) */
-void coord_history_append(coord_t *c, const char *status, const double *weights, double duration);
+/* Drops lines of rounds >= c->round (not committed); an error if they cannot be dropped. */
+int coord_history_trim(coord_t *c, cc_err_t *err);
+/* Appends the round's line durably (fsync); -1 after logging the file, operation and error. */
+int coord_history_append(coord_t *c, const char *status, const double *weights, double duration);
 
-/* ledger.c (coordinator side): one signed, hash-chained line per committed round */
-void coord_ledger_record(coord_t *c, const char *status, const double *weights);
+/* ledger.c (coordinator side): one signed, hash-chained line per committed round; -1 after
+ * logging when it cannot be appended (the round must then not be committed). */
+int coord_ledger_record(coord_t *c, const char *status, const double *weights);
 
 /* http.c */
 int coord_http_start(coord_t *c, const char *bind, cc_err_t *err);

@@ -7,11 +7,13 @@
  * "federated" their sample-weighted mean; "global" the new model θ_{t+1} on the
  * coordinator's held-out set, when it has one. The checkpoint is the commit point: lines of
  * rounds the checkpoint does not cover are dropped at start-up. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coord.h"
 #include "fileio.h"
@@ -19,11 +21,11 @@
 #include "metrics.h"
 #include "train.h"
 
-void coord_history_trim(coord_t *c) {
+int coord_history_trim(coord_t *c, cc_err_t *err) {
     char *text = NULL;
     size_t len = 0;
-    cc_err_t err = {0};
-    if (fileio_read_all(c->history_path, (size_t)1 << 32, &text, &len, &err) != 0) return;
+    int rc = 0;
+    if (fileio_read_all(c->history_path, (size_t)1 << 32, &text, &len, NULL) != 0) return 0;
     size_t kept = 0, dropped = 0;
     char *out = cc_xmalloc(len + 1);
     for (char *line = text, *next; line < text + len; line = next) {
@@ -39,14 +41,12 @@ void coord_history_trim(coord_t *c) {
             dropped++;
         }
     }
-    if (dropped) {
-        if (fileio_write_atomic(c->history_path, out, kept, &err) != 0)
-            cc_log_error("history_trim_failed", "reason=\"%s\"", err.msg);
-        else
-            cc_log_info("history_trimmed", "dropped_lines=%zu reason=\"rounds past the checkpoint\"", dropped);
-    }
+    /* Appending after lines that should have gone (a torn one, say) would spoil the history. */
+    if (dropped && (rc = fileio_write_atomic(c->history_path, out, kept, err)) == 0)
+        cc_log_info("history_trimmed", "dropped_lines=%zu reason=\"rounds past the checkpoint\"", dropped);
     free(out);
     free(text);
+    return rc;
 }
 
 static json_t *s_metrics(const Concord__Metrics *m) {
@@ -122,7 +122,22 @@ static json_t *s_clients(const coord_t *c, const double *weights, json_t *weight
     return clients;
 }
 
-void coord_history_append(coord_t *c, const char *status, const double *weights, double duration) {
+/* Appends one line and makes it durable before the checkpoint commits its round. */
+static int s_append_line(const char *path, const char *text) {
+    FILE *fp = fopen(path, "a");
+    const char *what = "open";
+    int ok = fp != NULL;
+    if (ok) what = "write", ok = fprintf(fp, "%s\n", text) >= 0 && fflush(fp) == 0;
+    if (ok) what = "fsync", ok = fsync(fileno(fp)) == 0;
+    int e = errno;
+    if (fp && fclose(fp) != 0 && ok) what = "close", ok = 0, e = errno;
+    if (!ok)
+        cc_log_error("history_write_failed", "path=%s op=%s error=\"%s\" action=\"round not committed; stopping\"",
+                     path, what, strerror(e));
+    return ok ? 0 : -1;
+}
+
+int coord_history_append(coord_t *c, const char *status, const double *weights, double duration) {
     json_t *participants = json_array(), *responded = json_array(), *wmap = json_object();
     for (size_t i = 0; i < c->n_participants; i++) json_array_append_new(participants, json_string(c->participants[i]));
     const coord_update_t *slowest = NULL;
@@ -145,10 +160,8 @@ void coord_history_append(coord_t *c, const char *status, const double *weights,
     for (size_t k = 0; k < c->n_updates; k++) upload += c->updates[k].upload_bytes;
     json_object_set_new(line, "upload_bytes", json_integer((json_int_t)upload));
     char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    FILE *fp = fopen(c->history_path, "a");
-    if (!fp || fprintf(fp, "%s\n", text) < 0 || fflush(fp) != 0)
-        cc_log_error("history_write_failed", "path=%s", c->history_path);
-    if (fp) fclose(fp);
+    int rc = s_append_line(c->history_path, text);
     free(text);
     json_decref(line);
+    return rc;
 }

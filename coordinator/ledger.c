@@ -35,18 +35,21 @@ static json_t *s_entry(const coord_t *c, const char *status, const double *weigh
                      hex, "weighting", c->fedce ? "fedce" : "fedavg", "clients", clients);
 }
 
-void coord_ledger_record(coord_t *c, const char *status, const double *weights) {
-    if (!c->ledger_path || !c->ledger_path[0]) return;
+int coord_ledger_record(coord_t *c, const char *status, const double *weights) {
+    if (!c->ledger_path || !c->ledger_path[0]) return 0;
     cc_err_t err = {0};
     ledger_head_t head;
     json_t *last = NULL;
     if (ledger_head(c->ledger_path, c->self.pk, &head, &last, &err) == 0 && last) {
         json_int_t r = json_integer_value(json_object_get(last, "round"));
         json_decref(last);
-        if (head.entries > 0 && r >= (json_int_t)c->round) return; /* recorded before a crash */
+        if (head.entries > 0 && r >= (json_int_t)c->round) return 0; /* recorded before a crash */
     }
     json_t *entry = s_entry(c, status, weights);
-    if (ledger_append(c->ledger_path, &c->self, entry, &err) != 0)
-        cc_log_error("ledger_append_failed", "round=%llu reason=\"%s\"", (unsigned long long)c->round, err.msg);
+    int rc = ledger_append(c->ledger_path, &c->self, entry, &err);
+    if (rc)
+        cc_log_error("ledger_append_failed", "round=%llu reason=\"%s\" action=\"round not committed; stopping\"",
+                     (unsigned long long)c->round, err.msg);
     json_decref(entry);
+    return rc ? -1 : 0;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "coord.h"
 #include "fedce.h"
@@ -271,6 +272,9 @@ static int s_paths(coord_t *c, s_paths_t *p, cc_err_t *err) {
     c->export_prefix = p->export_prefix;
     if (mkdir(p->state_dir, 0700) != 0 && errno != EEXIST)
         return cc_err_set(err, CC_ERR_IO, "%s: cannot create the state dir: %s", p->state_dir, strerror(errno));
+    /* Checked before anything is read or trimmed: a read-only mount fails here, untouched. */
+    if (access(p->state_dir, W_OK) != 0)
+        return cc_err_set(err, CC_ERR_IO, "%s: the state dir is not writable: %s", p->state_dir, strerror(errno));
     return 0;
 }
 
@@ -291,10 +295,29 @@ static int s_load_test(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     return 0;
 }
 
+/* Without checkpoints the state dir is a fresh start only if no earlier run left its journal
+ * or sequence file there (both are written after the first checkpoint). Returns 1 with the
+ * first such file in path, else 0. (History and ledger may live anywhere, the default ledger
+ * path is relative to the working directory: they are not evidence of this state dir.) */
+static int s_leftover_state(const coord_t *c, char *path, size_t len) {
+    static const char *names[] = {"round.journal", "coordinator.seq"};
+    struct stat st;
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, len, "%s/%s", c->state_dir, names[i]);
+        if (stat(path, &st) == 0) return 1;
+    }
+    return 0;
+}
+
 /* Loads the newest good checkpoint and replays the open round's journal. */
 static int s_recover(coord_t *c, cc_err_t *err) {
+    char left[4200];
     int rc = coord_checkpoint_load(c, err);
     if (rc < 0) return rc;
+    if (rc == 1 && s_leftover_state(c, left, sizeof left))
+        return cc_err_set(err, CC_ERR_CORRUPT, "%s holds no checkpoint, but %s is left from an earlier run: "
+                          "refusing to start a new run over it (restore the checkpoints, or move the old "
+                          "state away to start afresh)", c->state_dir, left);
     if (rc == 1) {
         cc_log_info("fresh_start", "state_dir=%s", c->state_dir);
         rc = coord_checkpoint_save(c, err); /* round 0, θ_0: a restart finds the same start */
@@ -303,8 +326,9 @@ static int s_recover(coord_t *c, cc_err_t *err) {
         cc_log_info("resumed", "round=%llu state_dir=%s", (unsigned long long)c->round, c->state_dir);
         if (c->std && c->test && c->standardize == 2) standardizer_apply(c->std, c->test);
     }
-    coord_history_trim(c);
-    rc = coord_journal_open_round(c, 1, err);
+    rc = coord_history_trim(c, err);
+    rc = rc ? rc : coord_journal_open_round(c, 1, err);
+    rc = rc ? rc : coord_seq_reserve(c, err); /* a full disk fails here rather than at the first reply */
     if (rc) return rc;
     c->waiting_since = cc_now();
     if (c->round >= c->rounds) {
@@ -445,6 +469,9 @@ static int s_run(coord_t *c, s_paths_t *p) {
     }
     s_loop(c);
     if (s_signal) cc_log_info("stopped", "signal=%d round=%llu", (int)s_signal, (unsigned long long)c->round);
+    if (c->stop == 2)
+        cc_log_error("stopped_on_error", "round=%llu state_dir=%s action=\"the state on disk is the last good one: "
+                     "fix the cause logged above, then restart to resume\"", (unsigned long long)c->round, c->state_dir);
     return c->stop == 2 ? 1 : 0;
 }
 
@@ -472,6 +499,9 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &hup, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Past a file size limit (ulimit -f) a write then fails with EFBIG and is handled like a
+     * full disk, instead of the signal killing the daemon mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
     s_paths_t p = {0};
     rc = s_run(&c, &p);
     s_teardown(&c);

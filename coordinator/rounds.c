@@ -142,8 +142,10 @@ static void s_finish(coord_t *c) {
 /* Commits round t: checkpoint of round t+1 (the commit point), history line, new journal. */
 static void s_commit(coord_t *c, const char *status, const double *weights, double duration) {
     cc_err_t err = {0};
-    coord_history_append(c, status, weights, duration);
-    coord_ledger_record(c, status, weights);
+    if (coord_history_append(c, status, weights, duration) || coord_ledger_record(c, status, weights)) {
+        c->stop = 2; /* not committed: a restart closes the round again and writes both */
+        return;
+    }
     c->round++;
     if (coord_checkpoint_save(c, &err)) {
         /* Without a durable checkpoint the round cannot be committed: stop cleanly; a
@@ -416,8 +418,11 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
     if (delta_digest) memcpy(rec->digest, delta_digest, WIRE_DIGEST_BYTES);
     else wire_digest_bytes(rec->digest, delta, c->P * sizeof(float));
     if (coord_journal_add_update(c, rec, vectors, n_vec, &rec->rec, &err)) {
-        cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted\"", cl->id, err.msg);
+        /* No Ack for what is not durable (JOURNAL-1); the journal refuses appends until it is
+         * reopened (JOURNAL-4), so stop: a restart replays what was stored. */
+        cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted; stopping\"", cl->id, err.msg);
         s_nack(c, cl->id, REJ_OTHER, "coordinator could not store the update; it will be asked again");
+        c->stop = 2;
         return;
     }
     if (c->U) memcpy(c->U + rec->slot * c->P, delta, c->P * sizeof(float));

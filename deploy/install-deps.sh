@@ -12,6 +12,7 @@ PACKAGES=(
   libfann-doc dataset-fashion-mnist
   python3 python3-numpy python3-torch
   gnuplot-nox valgrind docker-compose
+  iproute2 nftables
   clang libclang-rt-14-dev
 )
 

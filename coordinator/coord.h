@@ -102,6 +102,7 @@ typedef struct {
     char *enrolment_path;      /* re-read on SIGHUP: revocations and key rotations */
     void *zctx, *router;
     zap_handler_t *zap;
+    struct ratelimit *limiter; /* [limits]: per-sender token buckets, checked in main.c's loop */
     uint64_t seq, seq_reserved; /* hi-lo: seq never reused across restarts (persist.c) */
 
     /* model and round */

@@ -21,6 +21,7 @@
 #include "head_stats.h"
 #include "ledger.h"
 #include "log.h"
+#include "ratelimit.h"
 
 static volatile sig_atomic_t s_signal, s_hangup;
 static void s_on_signal(int sig) { s_signal = sig; }
@@ -72,6 +73,10 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "storage.state_dir", "state", "checkpoints and the round journal");
     config_declare(cfg, "storage.keep_checkpoints", "3", "checkpoints kept");
     config_declare(cfg, "storage.export", "final-model", "final model path prefix (.ckpt and .safetensors)");
+    config_declare(cfg, "limits.rate", "20", "messages per second each client may send beyond answers to tasks (0: no limit)");
+    config_declare(cfg, "limits.burst", "100", "messages a client may send at once before limits.rate applies");
+    config_declare(cfg, "limits.queue_messages", "16", "messages ZeroMQ queues per connection before it stops reading it (RCVHWM)");
+    config_declare(cfg, "limits.handshake_timeout_s", "10", "seconds a new connection has to finish the CURVE handshake");
     config_declare(cfg, "metrics.http_bind", "", "HOST:PORT for Prometheus metrics (empty: off)");
     config_declare(cfg, "metrics.history", "history.jsonl", "one JSON line per round");
     config_declare(cfg, "metrics.test_data", "", "held-out evaluation file (optional)");
@@ -341,30 +346,88 @@ static int s_recover(coord_t *c, cc_err_t *err) {
     return 0;
 }
 
+/* [limits]: what one client or connection may cost the coordinator (docs/security.md,
+ * "Flooding"). */
+typedef struct {
+    double rate, burst, handshake_s;
+    long queue;
+} s_limits_t;
+
+static int s_limits(const coord_t *c, s_limits_t *l, cc_err_t *err) {
+    int rc = config_get_double(c->cfg, "limits.rate", 0.0, 1e9, &l->rate, err);
+    rc = rc ? rc : config_get_double(c->cfg, "limits.burst", 1.0, 1e9, &l->burst, err);
+    rc = rc ? rc : config_get_int(c->cfg, "limits.queue_messages", 1, 1000000, &l->queue, err);
+    rc = rc ? rc : config_get_double(c->cfg, "limits.handshake_timeout_s", 0.1, 3600, &l->handshake_s, err);
+    return rc;
+}
+
 static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
-    int rc = identity_load(&c->self, p->identity, err);
+    s_limits_t lim;
+    int rc = s_limits(c, &lim, err);
+    rc = rc ? rc : identity_load(&c->self, p->identity, err);
     rc = rc ? rc : enrolment_load(p->enrolment, &c->enrolment, err);
     c->enrolment_path = p->enrolment;
     if (rc) return rc;
     const char *bind;
     rc = config_get_str(c->cfg, "federation.bind", &bind, err);
     if (rc) return rc;
+    /* One bucket per enrolled client (registry order) and one shared by every other sender. */
+    c->limiter = ratelimit_new(c->enrolment->n + 1, lim.rate, lim.burst, 5.0);
     c->zctx = zmq_ctx_new();
     if (c->curve && !(c->zap = zap_handler_new(c->zctx, c->enrolment, err))) return CC_ERR_IO;
     c->router = zmq_socket(c->zctx, ZMQ_ROUTER);
-    int one = 1, linger = 2000, hwm = 1000;
+    int one = 1, linger = 2000, hwm = (int)lim.queue, handshake_ms = (int)(lim.handshake_s * 1000.0);
     /* Largest legal message part: the update tensor; anything bigger is dropped by ZMQ. */
     int64_t maxmsg = (int64_t)(c->P * sizeof(float)) + (1 << 20);
     zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);
+    /* RCVHWM counts whole messages per connection; when it is reached ZeroMQ stops reading
+     * that connection (TCP back-pressure), so a flooder's queue stays this short. */
     zmq_setsockopt(c->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(c->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(c->router, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof handshake_ms);
     if (c->curve && transport_curve_server(c->router, &c->self))
         return cc_err_set(err, CC_ERR_IO, "CURVE set-up failed: %s", zmq_strerror(errno));
     if (zmq_bind(c->router, bind) != 0)
         return cc_err_set(err, CC_ERR_IO, "[federation] bind %s: %s", bind, zmq_strerror(errno));
-    cc_log_info("listening", "bind=%s curve=%d enrolled=%zu model_params=%zu", bind, c->curve, c->enrolment->n, c->P);
+    cc_log_info("listening", "bind=%s curve=%d enrolled=%zu model_params=%zu rate_limit=%g burst=%g queue_messages=%d",
+                bind, c->curve, c->enrolment->n, c->P, lim.rate, lim.burst, hwm);
     return 0;
+}
+
+/* The token bucket of msg's sender: the identity the connection authenticated as (ZAP user
+ * id with CURVE; without CURVE only the routing id, which the peer chooses), known before
+ * any byte of the message is verified. Everyone else shares the last bucket. */
+static size_t s_limiter_key(const coord_t *c, const transport_msg_t *msg) {
+    const char *who = c->curve ? msg->user_id : msg->peer;
+    long i = who[0] ? coord_client_index(c, who) : -1;
+    return i < 0 ? c->n_clients : (size_t)i;
+}
+
+/* Answers the coordinator accepted so far from client `key`: updates (counted for all
+ * clients: one message is handled at a time) and the statistics phases of its slot. */
+static uint64_t s_answers(const coord_t *c, size_t key) {
+    uint64_t n = __atomic_load_n(&c->accepted_updates, __ATOMIC_RELAXED);
+    size_t slot = key < c->n_clients ? coord_slot(c, c->clients[key].id) : SIZE_MAX;
+    if (slot != SIZE_MAX && c->stat_have) n += (uint64_t)__builtin_popcount(c->stat_have[slot]);
+    return n;
+}
+
+/* Rate limit (docs/security.md, "Flooding"), then verification and dispatch. A dropped
+ * message costs no hashing and gets no answer; its sender is logged once per 5 s. */
+static void s_handle(coord_t *c, transport_msg_t *msg) {
+    size_t key = s_limiter_key(c, msg);
+    double now = cc_now();
+    if (!ratelimit_take(c->limiter, key, now)) {
+        uint64_t dropped;
+        if (ratelimit_log_due(c->limiter, key, now, &dropped))
+            cc_log_warn("rate_limited", "client=%s peer=%s dropped=%llu action=\"messages dropped unread\"",
+                        key < c->n_clients ? c->clients[key].id : "-", msg->peer, (unsigned long long)dropped);
+        return;
+    }
+    uint64_t answers = s_answers(c, key);
+    coord_handle_message(c, msg);
+    if (s_answers(c, key) > answers) ratelimit_refund(c->limiter, key);
 }
 
 static void s_loop(coord_t *c) {
@@ -381,7 +444,7 @@ static void s_loop(coord_t *c) {
             transport_msg_t msg;
             int rc = transport_recv(c->router, 1, &msg, ZMQ_DONTWAIT);
             if (rc == -1) break;
-            if (rc == 0) coord_handle_message(c, &msg);
+            if (rc == 0) s_handle(c, &msg);
             else __atomic_fetch_add(&c->rejected[REJ_DECODE], 1, __ATOMIC_RELAXED);
             transport_msg_close(&msg);
             if (c->stop) break;
@@ -428,6 +491,7 @@ static void s_teardown(coord_t *c) {
     journal_close(&c->journal);
     if (c->router) zmq_close(c->router);
     zap_handler_destroy(&c->zap);
+    ratelimit_destroy(&c->limiter);
     if (c->zctx) zmq_ctx_term(c->zctx);
     identity_clear(&c->self);
     enrolment_destroy(&c->enrolment);

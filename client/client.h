@@ -11,6 +11,7 @@
 #ifndef CONCORD_CLIENT_H
 #define CONCORD_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,8 @@ typedef struct {
     int exit_code;
     int64_t test_stop_at_round; /* tests: SIGSTOP ourselves on this round's task (-1: off) */
     int byzantine;              /* tests: 0 honest, 1 sign_flip, 2 scale (×100), 3 random */
+    unsigned flood;             /* tests: --test-flood kinds (bit mask, flood.c), 0: off */
+    double flood_rate;          /* tests: messages per second of each kind */
 
     /* FedCE (§6.1) memory of the previous round, persisted in state_dir/fedce.snap */
     float *prev_params;         /* (P) θ_{t−1}: the global model received last round */
@@ -75,5 +78,10 @@ void client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMess
 void client_handle_task(client_t *c, const Concord__Task *task, transport_msg_t *msg);
 int client_load_data(client_t *c, cc_err_t *err);
 int client_fedce_load(client_t *c);
+
+/* flood.c (tests only): parses "MODE[,MODE...][:RATE]"; 0 or -1. */
+int client_flood_parse(const char *spec, unsigned *modes, double *rate);
+/* Floods the coordinator until *signalled; returns the exit code. */
+int client_flood_run(client_t *c, unsigned modes, double rate, volatile sig_atomic_t *signalled);
 
 #endif

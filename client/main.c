@@ -53,7 +53,10 @@ static void s_usage(FILE *fp) {
         "  --test-stop-at-round N  stop this process (SIGSTOP) when round N's task arrives, so a\n"
         "                        test can kill or resume it at a known point of the round\n"
         "  --test-byzantine MODE  send a corrupted but correctly signed update every round:\n"
-        "                        sign_flip (-Δ), scale (100·Δ) or random (Gaussian, same norm)\n");
+        "                        sign_flip (-Δ), scale (100·Δ) or random (Gaussian, same norm)\n"
+        "  --test-flood MODES[:RATE]  never say Hello; flood the coordinator with RATE messages per\n"
+        "                        second (default 2000) of each of MODES, a comma list of garbage,\n"
+        "                        replay, oversize, connect, parts (client/flood.c; tests/flood.sh)\n");
 }
 
 static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
@@ -63,6 +66,7 @@ static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
         {"coordinator", required_argument, 0, 'e'}, {"state-dir", required_argument, 0, 't'},
         {"print-config", no_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
         {"test-stop-at-round", required_argument, 0, 'S'}, {"test-byzantine", required_argument, 0, 'B'},
+        {"test-flood", required_argument, 0, 'F'},
         {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     cc_err_t err = {0};
     int ch, rc = 0;
@@ -85,6 +89,13 @@ static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
             else if (strcmp(optarg, "random") == 0) c->byzantine = 3;
             else {
                 fprintf(stderr, "concord-client: --test-byzantine: expected sign_flip, scale or random, got \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'F':
+            if (client_flood_parse(optarg, &c->flood, &c->flood_rate) != 0) {
+                fprintf(stderr, "concord-client: --test-flood: expected MODE[,MODE...][:RATE] with modes garbage, "
+                        "replay, oversize, connect, parts and 0 < RATE <= 1e6, got \"%s\"\n", optarg);
                 return 2;
             }
             break;
@@ -201,6 +212,7 @@ static int s_run(client_t *c) {
     c->zctx = zmq_ctx_new();
     c->state = CLIENT_DISCONNECTED;
     c->next_connect = cc_now();
+    if (c->flood) return client_flood_run(c, c->flood, c->flood_rate, &s_signal);
     s_loop(c);
     if (s_signal) cc_log_info("stopped", "signal=%d", (int)s_signal);
     return c->exit_code;

@@ -27,6 +27,7 @@
 #define S_ZAP_DOMAIN "concord"
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define S_ZAP_MAX_FRAMES 8 /* CURVE requests have 7 */
+#define S_ZAP_LOG_EVERY_S 5.0 /* a handshake flood must not flood the log as well */
 
 /* ---- send ---- */
 
@@ -245,6 +246,8 @@ struct zap_handler {
     void *sock;                   /* REP bound to inproc://zeromq.zap.01 */
     const enrolment_t *enrolment; /* borrowed */
     uint64_t accepted, denied;
+    uint64_t denied_unlogged;     /* denials since the last zap_denied line */
+    double denied_logged_at;      /* monotonic time of that line, 0: never */
 };
 
 zap_handler_t *zap_handler_new(void *zmq_ctx, const enrolment_t *enrolment, cc_err_t *err) {
@@ -362,8 +365,14 @@ void zap_handler_handle(zap_handler_t *z) {
         }
         snprintf(why, sizeof why, "key %s not enrolled", z85);
     }
-    cc_log_warn("zap_denied", "address=%s reason=\"%s\"", address, why);
     s_zap_reply(z, &f[1], "400", why, "");
+    z->denied_unlogged++;
+    double now = cc_now();
+    if (z->denied_logged_at == 0 || now - z->denied_logged_at >= S_ZAP_LOG_EVERY_S) {
+        cc_log_warn("zap_denied", "address=%s reason=\"%s\" denied=%llu", address, why,
+                    (unsigned long long)z->denied_unlogged);
+        z->denied_unlogged = 0, z->denied_logged_at = now;
+    }
 done:
     for (size_t i = 0; i < n; i++) zmq_msg_close(&f[i]);
 }

@@ -1,17 +1,26 @@
-/* journal.c — append-only journal of one round's accepted updates (contracts and the
- * durability invariants JOURNAL-1..4 in journal.h).
+/* journal.c — append-only journal of one round's accepted updates (contracts, the format
+ * and the durability invariants JOURNAL-1..4 in journal.h).
  *
  * Layout (integers little-endian):
  *   header  0  8  magic "CCJRNL01"
- *           8  4  u32 version (1)
+ *           8  4  u32 version (2)
  *          12  8  u64 round
- *          20  8  reserved, zero
- *          28  4  first 4 bytes of BLAKE2b-128 of bytes [0, 28)
+ *          20 16  key of the record-head tags (random, made by s_start_fresh)
+ *          36  4  first 4 bytes of BLAKE2b-128 of bytes [0, 36)
  *   record  0  4  u32 magic 0x4a524543
  *           4  4  u32 payload length L (<= JOURNAL_MAX_RECORD)
  *           8  8  u64 sequence number
- *          16  L  payload
- *        16+L 16  BLAKE2b-128 of (length, sequence, payload)
+ *          16  4  u32 digested parts D (<= JOURNAL_MAX_DIGESTS)
+ *          20 12  head tag: BLAKE2b-128 keyed with the header's key, of bytes [0, 20)
+ *          32  L  payload
+ *        32+L 40D trailer, per digested part: u32 offset in the payload, u32 length,
+ *                 BLAKE2b-256 of those payload bytes (ascending, not overlapping)
+ *    32+L+40D 16  BLAKE2b-128 of (bytes [0, 20), the payload outside the digested parts,
+ *                 the trailer)
+ *
+ * Recovery (JOURNAL-2) reads every byte of the file at most twice: once while checking the
+ * records, once while looking for a genuine head after the first damaged one, which costs
+ * a keyed hash of 20 bytes at each place where the record magic appears.
  *
  * States of a journal_t (`failed` is the only state variable; s_fail is its only setter,
  * s_start_fresh its only clearer):
@@ -40,11 +49,17 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define S_VERSION 1u
-#define S_HDR 32                 /* file header bytes */
-#define S_HDR_SUM 28             /* offset of the header checksum */
-#define S_REC_HEAD 16            /* magic, length, sequence */
+#define S_VERSION 2u
+#define S_HDR 40                 /* file header bytes */
+#define S_HDR_VERSION_END 12     /* magic and version: read first (JOURNAL-3) */
+#define S_HDR_KEY 20             /* offset of the head-tag key */
+#define S_KEY 16
+#define S_HDR_SUM 36             /* offset of the header checksum */
+#define S_REC_HEAD 32            /* magic, length, sequence, digest count, tag */
+#define S_REC_TAGGED 20          /* the head bytes before the tag */
+#define S_REC_TAG 12
 #define S_REC_SUM 16             /* BLAKE2b-128 */
+#define S_ENTRY (8 + JOURNAL_DIGEST_BYTES) /* trailer entry: offset, length, digest */
 #define S_REC_MAGIC 0x4a524543u
 #define S_CHUNK (64 * 1024)      /* bytes read at a time while hashing or scanning */
 #define S_IOV_BATCH 64           /* iovecs per pwritev call */
@@ -57,6 +72,7 @@ struct journal {
     int fd;
     char *path;
     uint64_t round;
+    uint8_t key[S_KEY]; /* of the head tags: from the header */
     uint64_t end;       /* offset after the last valid record: where the next one goes */
     uint64_t next_seq;
     int failed;         /* FAILED state (see the diagram above) */
@@ -159,13 +175,16 @@ static void s_header_sum(uint8_t out[4], const uint8_t *h) {
     memcpy(out, d, 4);
 }
 
-/* Truncates the file to an empty journal of `round` and makes that durable: the file,
- * and the directory entry of a file just created. Leaves the FAILED state. */
+/* Truncates the file to an empty journal of `round` with a new head-tag key and makes that
+ * durable: the file, and the directory entry of a file just created. Leaves the FAILED
+ * state. */
 static int s_start_fresh(journal_t *j, uint64_t round, cc_err_t *err) {
     uint8_t h[S_HDR] = {0};
     memcpy(h, s_magic, 8);
     s_put_u32(h + 8, S_VERSION);
     s_put_u64(h + 12, round);
+    randombytes_buf(j->key, S_KEY);
+    memcpy(h + S_HDR_KEY, j->key, S_KEY);
     s_header_sum(h + S_HDR_SUM, h);
     struct iovec v = {h, sizeof h};
     if (ftruncate(j->fd, 0) != 0) return s_fail(j, errno, "truncate", err);
@@ -176,55 +195,146 @@ static int s_start_fresh(journal_t *j, uint64_t round, cc_err_t *err) {
     return 0;
 }
 
-static void s_record_sum_init(crypto_generichash_state *st, uint32_t len, uint64_t seq) {
-    uint8_t b[12];
-    s_put_u32(b, len);
-    s_put_u64(b + 4, seq);
-    crypto_generichash_init(st, NULL, 0, S_REC_SUM);
-    crypto_generichash_update(st, b, sizeof b);
+/* The tag of a record head: keyed, so only this journal's writer can make one. */
+static void s_head_tag(const journal_t *j, uint8_t tag[S_REC_TAG], const uint8_t *head) {
+    uint8_t d[16];
+    crypto_generichash(d, sizeof d, head, S_REC_TAGGED, j->key, S_KEY);
+    memcpy(tag, d, S_REC_TAG);
 }
 
-/* Is there a complete record with a matching checksum at p? 1 yes (its length and
- * sequence in *len, *seq), 0 no, -1 on a read error (errno). Never allocates from the
- * length field: the payload is hashed through a fixed buffer. */
-static int s_check_record(int fd, uint64_t p, uint64_t size, uint32_t *len, uint64_t *seq) {
-    uint8_t h[S_REC_HEAD], sum[S_REC_SUM], want[S_REC_SUM], buf[S_CHUNK];
-    if (size - p < S_REC_HEAD + S_REC_SUM) return 0;
-    int rc = s_pread_all(fd, h, sizeof h, p);
+static void s_make_head(const journal_t *j, uint8_t head[S_REC_HEAD], uint32_t len,
+                        uint64_t seq, uint32_t n_digests) {
+    s_put_u32(head, S_REC_MAGIC);
+    s_put_u32(head + 4, len);
+    s_put_u64(head + 8, seq);
+    s_put_u32(head + 16, n_digests);
+    s_head_tag(j, head + S_REC_TAGGED, head);
+}
+
+/* A record head as read back. */
+typedef struct {
+    uint8_t raw[S_REC_HEAD];
+    uint32_t len, n_digests;
+    uint64_t seq;
+    uint64_t end;  /* offset after the whole record; may lie beyond the end of the file */
+} s_head_t;
+
+/* Is head[0, S_REC_HEAD) a genuine record head (magic, tag, limits)? */
+static int s_head_genuine(const journal_t *j, const uint8_t *head) {
+    uint8_t tag[S_REC_TAG];
+    if (s_get_u32(head) != S_REC_MAGIC) return 0;
+    s_head_tag(j, tag, head);
+    return sodium_memcmp(tag, head + S_REC_TAGGED, S_REC_TAG) == 0 &&
+           s_get_u32(head + 4) <= JOURNAL_MAX_RECORD && s_get_u32(head + 16) <= JOURNAL_MAX_DIGESTS;
+}
+
+/* Reads the head at p: 1 genuine (fields in *h), 0 cut short or not genuine, -1 on a read
+ * error (errno). */
+static int s_read_head(const journal_t *j, uint64_t p, uint64_t size, s_head_t *h) {
+    if (size - p < S_REC_HEAD) return 0;
+    int rc = s_pread_all(j->fd, h->raw, S_REC_HEAD, p);
     if (rc) return rc < 0 ? -1 : 0;
-    *len = s_get_u32(h + 4), *seq = s_get_u64(h + 8);
-    if (s_get_u32(h) != S_REC_MAGIC || *len > JOURNAL_MAX_RECORD) return 0;
-    if (size - p - S_REC_HEAD - S_REC_SUM < *len) return 0;
-    crypto_generichash_state st;
-    s_record_sum_init(&st, *len, *seq);
-    for (uint64_t done = 0; done < *len;) {
-        size_t k = *len - done < S_CHUNK ? (size_t)(*len - done) : S_CHUNK;
-        if ((rc = s_pread_all(fd, buf, k, p + S_REC_HEAD + done))) return rc < 0 ? -1 : 0;
-        crypto_generichash_update(&st, buf, k);
+    if (!s_head_genuine(j, h->raw)) return 0;
+    h->len = s_get_u32(h->raw + 4), h->seq = s_get_u64(h->raw + 8);
+    h->n_digests = s_get_u32(h->raw + 16);
+    h->end = p + S_REC_HEAD + h->len + (uint64_t)h->n_digests * S_ENTRY + S_REC_SUM;
+    return 1;
+}
+
+/* Feeds n file bytes at off into st through buf (S_CHUNK). 0, 1 if the file ended first, -1. */
+static int s_hash_range(int fd, crypto_generichash_state *st, uint64_t off, uint64_t n,
+                        uint8_t *buf) {
+    for (uint64_t done = 0; done < n;) {
+        size_t k = n - done < S_CHUNK ? (size_t)(n - done) : S_CHUNK;
+        int rc = s_pread_all(fd, buf, k, off + done);
+        if (rc) return rc;
+        crypto_generichash_update(st, buf, k);
         done += k;
     }
-    crypto_generichash_final(&st, sum, sizeof sum);
-    if ((rc = s_pread_all(fd, want, sizeof want, p + S_REC_HEAD + *len))) return rc < 0 ? -1 : 0;
-    return memcmp(sum, want, sizeof sum) == 0;
+    return 0;
 }
 
-/* Does a valid record start anywhere in (p, size)? 1, 0, or -1 on a read error. Decides
- * between a torn tail and damage in the middle (JOURNAL-2). */
-static int s_valid_after(int fd, uint64_t p, uint64_t size) {
-    uint8_t buf[S_CHUNK];
-    for (uint64_t base = p + 1; base + S_REC_HEAD + S_REC_SUM <= size; base += S_CHUNK - 3) {
-        size_t k = size - base < S_CHUNK ? (size_t)(size - base) : S_CHUNK;
-        if (s_pread_all(fd, buf, k, base) != 0) return -1;
-        for (size_t q = 0; q + 4 <= k; q++) {
-            if (s_get_u32(buf + q) != S_REC_MAGIC) continue;
-            uint32_t len;
-            uint64_t seq;
-            int rc = s_check_record(fd, base + q, size, &len, &seq);
-            if (rc != 0) return rc;
-        }
-        if (base + k >= size) break;
+/* Are the trailer's entries ascending, apart and inside a payload of len bytes? */
+static int s_trailer_sane(const uint8_t *t, uint32_t n, uint32_t len) {
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < n; i++, t += S_ENTRY) {
+        uint64_t off = s_get_u32(t), plen = s_get_u32(t + 4);
+        if (off < at || off > len || plen > len - off) return 0;
+        at = off + plen;
     }
+    return 1;
+}
+
+/* Hashes the payload of the record at p (head h, trailer t with sane entries): each
+ * digested part against its digest, the rest into the record checksum, which *ok says
+ * matches t's stored one. Every payload byte is read and hashed once. 0, 1 if the file
+ * ended first, -1 on a read error (errno). */
+static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *t, uint8_t *buf,
+                          int *ok) {
+    size_t tlen = (size_t)h->n_digests * S_ENTRY;
+    uint64_t payload = p + S_REC_HEAD, at = 0;
+    uint8_t sum[S_REC_SUM], d[JOURNAL_DIGEST_BYTES];
+    crypto_generichash_state st, part;
+    int rc;
+    *ok = 0;
+    crypto_generichash_init(&st, NULL, 0, S_REC_SUM);
+    crypto_generichash_update(&st, h->raw, S_REC_TAGGED);
+    for (uint32_t i = 0; i < h->n_digests; i++) {
+        const uint8_t *e = t + (size_t)i * S_ENTRY;
+        uint64_t off = s_get_u32(e), len = s_get_u32(e + 4);
+        if ((rc = s_hash_range(fd, &st, payload + at, off - at, buf))) return rc;
+        crypto_generichash_init(&part, NULL, 0, JOURNAL_DIGEST_BYTES);
+        if ((rc = s_hash_range(fd, &part, payload + off, len, buf))) return rc;
+        crypto_generichash_final(&part, d, sizeof d);
+        if (memcmp(d, e + 8, sizeof d) != 0) return 0;
+        at = off + len;
+    }
+    if ((rc = s_hash_range(fd, &st, payload + at, h->len - at, buf))) return rc;
+    crypto_generichash_update(&st, t, tlen);
+    crypto_generichash_final(&st, sum, sizeof sum);
+    *ok = memcmp(sum, t + tlen, sizeof sum) == 0;
     return 0;
+}
+
+/* Checks the body of a complete record whose head h at p is genuine (trailer, digests,
+ * checksum). 1 valid, 0 damaged, -1 on a read error (errno). */
+static int s_check_body(const journal_t *j, uint64_t p, const s_head_t *h) {
+    size_t tlen = (size_t)h->n_digests * S_ENTRY; /* <= 40 KiB: n_digests is bounded */
+    uint8_t *t = cc_xmalloc(tlen + S_REC_SUM), buf[S_CHUNK];
+    int ok = 0, rc = s_pread_all(j->fd, t, tlen + S_REC_SUM, p + S_REC_HEAD + h->len);
+    if (rc == 0 && s_trailer_sane(t, h->n_digests, h->len))
+        rc = s_check_hashes(j->fd, p, h, t, buf, &ok);
+    free(t);
+    return rc < 0 ? -1 : ok; /* a short read is damage */
+}
+
+enum { S_NO_HEAD, S_DAMAGED, S_VALID };
+
+/* What is at p: S_VALID (a whole record that verifies), S_DAMAGED (a genuine head whose
+ * record is cut short or fails a check: its extent in h->end), S_NO_HEAD (no genuine head:
+ * cut short or damaged), or -1 on a read error (errno). Never allocates from a field that
+ * is not tag-protected, and reads a payload only under a genuine head. */
+static int s_check_record(const journal_t *j, uint64_t p, uint64_t size, s_head_t *h) {
+    int rc = s_read_head(j, p, size, h);
+    if (rc <= 0) return rc < 0 ? -1 : S_NO_HEAD;
+    if (h->end > size) return S_DAMAGED;
+    rc = s_check_body(j, p, h);
+    return rc < 0 ? -1 : rc ? S_VALID : S_DAMAGED;
+}
+
+/* The offset of the first genuine record head in [from, size), or size if there is none;
+ * UINT64_MAX on a read error (errno). One pass: a keyed hash of 20 bytes wherever the
+ * record magic appears. */
+static uint64_t s_next_genuine_head(const journal_t *j, uint64_t from, uint64_t size) {
+    uint8_t buf[S_CHUNK];
+    for (uint64_t base = from; base < size && size - base >= S_REC_HEAD;) {
+        size_t k = size - base < S_CHUNK ? (size_t)(size - base) : S_CHUNK, q = 0;
+        if (s_pread_all(j->fd, buf, k, base) != 0) return UINT64_MAX;
+        for (; q + S_REC_HEAD <= k; q++)
+            if (buf[q] == (S_REC_MAGIC & 0xff) && s_head_genuine(j, buf + q)) return base + q;
+        base += q; /* the next chunk starts at the first place not fully checked */
+    }
+    return size;
 }
 
 static void s_push(journal_replay_t *r, uint64_t offset, uint32_t len, uint64_t seq) {
@@ -233,30 +343,43 @@ static void s_push(journal_replay_t *r, uint64_t offset, uint32_t len, uint64_t 
     r->records[r->n++] = (journal_record_t){offset, len, seq};
 }
 
+/* After the first record at p that is not valid: CORRUPT if a genuine head follows the
+ * damage, else a torn tail, cut off (JOURNAL-2). The damage ends at the record's declared
+ * end when its head is genuine (its payload is never looked into), else right after p. */
+static int s_recover_tail(journal_t *j, uint64_t p, uint64_t size, int what, const s_head_t *h,
+                          journal_replay_t *r, cc_err_t *err) {
+    uint64_t from = what == S_DAMAGED ? h->end : p + 1;
+    uint64_t later = from < size ? s_next_genuine_head(j, from, size) : size;
+    if (later == UINT64_MAX)
+        return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
+    if (later < size)
+        return cc_err_set(err, CC_ERR_CORRUPT, "%s: damaged record at offset %" PRIu64
+                          " is followed by a valid record head at offset %" PRIu64, j->path, p,
+                          later);
+    if (ftruncate(j->fd, (off_t)p) != 0) return s_fail(j, errno, "truncate", err);
+    if (fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
+    r->truncated = 1;
+    return 0;
+}
+
 /* Collects the valid records from the header on; handles the damaged tail (JOURNAL-2). */
 static int s_replay(journal_t *j, uint64_t size, journal_replay_t *r, cc_err_t *err) {
     uint64_t p = S_HDR, seq = 0;
+    s_head_t h;
+    int what = S_VALID;
     for (; p < size; seq++) {
-        uint32_t len;
-        uint64_t rseq;
-        int ok = s_check_record(j->fd, p, size, &len, &rseq);
-        if (ok < 0) return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
-        if (!ok) break;
-        if (rseq != seq)
+        what = s_check_record(j, p, size, &h);
+        if (what < 0) return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
+        if (what != S_VALID) break;
+        if (h.seq != seq)
             return cc_err_set(err, CC_ERR_CORRUPT, "%s: record at offset %" PRIu64
-                              " has sequence %" PRIu64 ", expected %" PRIu64, j->path, p, rseq, seq);
-        s_push(r, p + S_REC_HEAD, len, seq);
-        p += S_REC_HEAD + (uint64_t)len + S_REC_SUM;
+                              " has sequence %" PRIu64 ", expected %" PRIu64, j->path, p, h.seq, seq);
+        s_push(r, p + S_REC_HEAD, h.len, seq);
+        p = h.end;
     }
     if (p < size) {
-        int later = s_valid_after(j->fd, p, size); /* JOURNAL-2: torn tail or damage? */
-        if (later < 0) return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
-        if (later)
-            return cc_err_set(err, CC_ERR_CORRUPT, "%s: damaged record at offset %" PRIu64
-                              " is followed by valid records", j->path, p);
-        if (ftruncate(j->fd, (off_t)p) != 0) return s_fail(j, errno, "truncate", err);
-        if (fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
-        r->truncated = 1;
+        int rc = s_recover_tail(j, p, size, what, &h, r, err);
+        if (rc) return rc;
     }
     j->end = p, j->next_seq = seq;
     return 0;
@@ -264,25 +387,28 @@ static int s_replay(journal_t *j, uint64_t size, journal_replay_t *r, cc_err_t *
 
 /* Reads the header and replays, or starts fresh (JOURNAL-3, and a torn header). */
 static int s_load(journal_t *j, uint64_t round, uint64_t size, journal_replay_t *r, cc_err_t *err) {
+    uint8_t h[S_HDR], sum[4];
+    size_t have = size < S_HDR ? (size_t)size : S_HDR;
+    if (s_pread_all(j->fd, h, have, 0) != 0)
+        return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
+    int magic = have >= 8 && memcmp(h, s_magic, 8) == 0;
+    if (magic && have >= S_HDR_VERSION_END && s_get_u32(h + 8) != S_VERSION) /* JOURNAL-3 */
+        return cc_err_set(err, CC_ERR_FORMAT, "%s: journal version %" PRIu32 " is not supported "
+                          "(this build reads version %u)", j->path, s_get_u32(h + 8), S_VERSION);
     if (size < S_HDR) { /* cut off at creation, before any record could be acked (JOURNAL-1) */
         r->truncated = size > 0;
         return s_start_fresh(j, round, err);
     }
-    uint8_t h[S_HDR], sum[4];
-    if (s_pread_all(j->fd, h, sizeof h, 0) != 0)
-        return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
     s_header_sum(sum, h);
-    if (memcmp(h, s_magic, 8) != 0 || memcmp(sum, h + S_HDR_SUM, 4) != 0) {
+    if (!magic || memcmp(sum, h + S_HDR_SUM, 4) != 0) {
         if (size > S_HDR)
             return cc_err_set(err, CC_ERR_CORRUPT, "%s: bad journal header at offset 0", j->path);
         r->truncated = 1; /* JOURNAL-2: a torn header with nothing after it */
         return s_start_fresh(j, round, err);
     }
-    if (s_get_u32(h + 8) != S_VERSION)
-        return cc_err_set(err, CC_ERR_FORMAT, "%s: journal version %" PRIu32 " is not supported",
-                          j->path, s_get_u32(h + 8));
     if (s_get_u64(h + 12) != round) return s_start_fresh(j, round, err); /* JOURNAL-3 */
     j->round = round;
+    memcpy(j->key, h + S_HDR_KEY, S_KEY);
     return s_replay(j, size, r, err);
 }
 
@@ -322,42 +448,66 @@ void journal_close(journal_t **j) {
     *j = NULL;
 }
 
-int journal_append(journal_t *j, const void *const *parts, const size_t *part_lens,
-                   size_t n_parts, journal_record_t *rec, cc_err_t *err) {
+/* Appends one record; part_digests (may be NULL) as in journal_append_digested. */
+static int s_append(journal_t *j, const void *const *parts, const size_t *part_lens,
+                    const uint8_t *const *part_digests, size_t n_parts, journal_record_t *rec,
+                    cc_err_t *err) {
     if (j->failed)
         return cc_err_set(err, CC_ERR_IO, "%s: an earlier write failed; reopen or reset the journal",
                           j->path);
     uint64_t len = 0;
+    size_t n_digests = 0;
     for (size_t i = 0; i < n_parts; i++) {
         len += part_lens[i];
         if (part_lens[i] > JOURNAL_MAX_RECORD || len > JOURNAL_MAX_RECORD)
             return cc_err_set(err, CC_ERR_ARG, "%s: record larger than %u bytes", j->path,
                               (unsigned)JOURNAL_MAX_RECORD);
+        n_digests += part_digests && part_digests[i];
     }
+    if (n_digests > JOURNAL_MAX_DIGESTS)
+        return cc_err_set(err, CC_ERR_ARG, "%s: %zu digested parts, at most %d", j->path,
+                          n_digests, JOURNAL_MAX_DIGESTS);
     uint8_t head[S_REC_HEAD], sum[S_REC_SUM];
-    s_put_u32(head, S_REC_MAGIC);
-    s_put_u32(head + 4, (uint32_t)len);
-    s_put_u64(head + 8, j->next_seq);
+    s_make_head(j, head, (uint32_t)len, j->next_seq, (uint32_t)n_digests);
+    uint8_t *trailer = cc_xmalloc(n_digests * S_ENTRY + 1), *e = trailer;
     crypto_generichash_state st;
-    s_record_sum_init(&st, (uint32_t)len, j->next_seq);
-    struct iovec *iov = cc_xmalloc((n_parts + 2) * sizeof *iov);
+    crypto_generichash_init(&st, NULL, 0, S_REC_SUM);
+    crypto_generichash_update(&st, head, S_REC_TAGGED);
+    struct iovec *iov = cc_xmalloc((n_parts + 3) * sizeof *iov);
     iov[0] = (struct iovec){head, sizeof head};
+    uint32_t at = 0;
     for (size_t i = 0; i < n_parts; i++) {
-        crypto_generichash_update(&st, parts[i], part_lens[i]);
+        if (part_digests && part_digests[i]) { /* trusted: its bytes are not hashed here */
+            s_put_u32(e, at);
+            s_put_u32(e + 4, (uint32_t)part_lens[i]);
+            memcpy(e + 8, part_digests[i], JOURNAL_DIGEST_BYTES);
+            e += S_ENTRY;
+        } else {
+            crypto_generichash_update(&st, parts[i], part_lens[i]);
+        }
         iov[i + 1] = (struct iovec){(void *)parts[i], part_lens[i]};
+        at += (uint32_t)part_lens[i];
     }
+    crypto_generichash_update(&st, trailer, n_digests * S_ENTRY);
     crypto_generichash_final(&st, sum, sizeof sum);
-    iov[n_parts + 1] = (struct iovec){sum, sizeof sum};
-    size_t total = S_REC_HEAD + (size_t)len + S_REC_SUM;
+    iov[n_parts + 1] = (struct iovec){trailer, n_digests * S_ENTRY};
+    iov[n_parts + 2] = (struct iovec){sum, sizeof sum};
+    size_t total = S_REC_HEAD + (size_t)len + n_digests * S_ENTRY + S_REC_SUM;
     int fault = s_fault_fires(); /* a simulated crash: half the record reaches the file */
-    int rc = s_pwritev_all(j->fd, iov, n_parts + 2, j->end, fault ? total / 2 : total);
+    int rc = s_pwritev_all(j->fd, iov, n_parts + 3, j->end, fault ? total / 2 : total);
     free(iov);
+    free(trailer);
     if (rc == 0 && fault) errno = ENOSPC, rc = -1;
     if (rc != 0) return s_fail(j, errno, "write", err);
     if (fdatasync(j->fd) != 0) return s_fail(j, errno, "fdatasync", err); /* JOURNAL-1 */
     if (rec) *rec = (journal_record_t){j->end + S_REC_HEAD, (uint32_t)len, j->next_seq};
     j->end += total, j->next_seq++;
     return 0;
+}
+
+int journal_append(journal_t *j, const void *const *parts, const size_t *part_lens,
+                   size_t n_parts, journal_record_t *rec, cc_err_t *err) {
+    return s_append(j, parts, part_lens, NULL, n_parts, rec, err);
 }
 
 int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,

@@ -1,25 +1,45 @@
 /* journal.h — append-only journal of one round's accepted updates (DESIGN §7).
  *
- * File: a 32-byte header (magic "CCJRNL01", u32 version, u64 round, 8 reserved bytes,
- * u32 header checksum = the first 4 bytes of BLAKE2b-128 of the 28 bytes before it), then
- * records (integers little-endian):
- *   u32 magic 0x4a524543 | u32 payload length | u64 sequence number | payload |
- *   16-byte BLAKE2b-128 of (length, sequence, payload)
+ * File: a 40-byte header (magic "CCJRNL01", u32 version 2, u64 round, a 16-byte random key
+ * made with the header, u32 header checksum = the first 4 bytes of BLAKE2b-128 of the 36
+ * bytes before it), then records (integers little-endian):
+ *   head     u32 magic 0x4a524543 | u32 payload length L | u64 sequence number |
+ *            u32 digested parts D | 12-byte head tag = BLAKE2b-128 keyed with the header's
+ *            key, of the 20 head bytes before it (first 12 bytes)
+ *   payload  L bytes (the parts, concatenated)
+ *   trailer  D entries: u32 offset in the payload | u32 length | BLAKE2b-256 of those bytes
+ *   checksum 16-byte BLAKE2b-128 of (the 20 head bytes, the payload bytes outside the
+ *            digested parts, the trailer)
+ * The head tag makes a record's length trustworthy: a valid tag gives its extent, so
+ * recovery never looks inside a payload for records; and only the journal's writer knows
+ * the key, so no payload (clients' data) can carry a head that passes for a real one.
  * Durability invariants, cited as JOURNAL-n:
  *  JOURNAL-1  journal_append returns only after the record is written and fsync'ed: an
  *             Ack sent after it never refers to a lost update.
- *  JOURNAL-2  A record is valid only if complete, its checksum matches and its sequence
- *             number is the next one. Replay stops at the first invalid record. If no valid
- *             record starts anywhere after it, the tail is a torn write -- a crash cut the
- *             last append short, or left garbage in its space, so a final record that is
- *             complete but fails its checksum counts as torn too -- and the file is reported
- *             TRUNCATED: the tail is cut off (ftruncate + fsync) and appending resumes there.
- *             Nothing that verifies is ever cut off: a damaged record followed by a valid
- *             one (a flipped byte mid-file, even in a length field) is CORRUPT, and the file
- *             is left untouched. A header cut short, or a bad header with nothing after it,
- *             is a torn creation: the journal starts fresh, reported TRUNCATED.
+ *  JOURNAL-2  A record is valid only if its head is genuine (magic and tag match, length
+ *             and digest count within limits), it is complete, its checksum and its part
+ *             digests match and its sequence number is the next one. Replay stops at the
+ *             first record that is not valid, and then decides in one linear pass, without
+ *             reading any payload as records:
+ *             - if a genuine head starts after the damage -- after the damaged record's
+ *               declared end when its own head is genuine, anywhere after its start when it
+ *               is not -- records were appended after the damaged one, so the damage is not
+ *               a torn write: CORRUPT (a flipped byte mid-file, in a payload, a trailer or
+ *               a head), and the file is left untouched;
+ *             - else the damage is a torn write -- a crash cut the last append short, or
+ *               left garbage in its space: a record that runs past the end of the file, a
+ *               complete final record that fails its checksum or a digest, a head cut short
+ *               or failing its tag with nothing genuine after it -- and the file is reported
+ *               TRUNCATED: the tail is cut off (ftruncate + fsync) and appending resumes
+ *               there. Nothing that verifies is ever cut off.
+ *             A valid record with the wrong sequence number is CORRUPT. A header cut short,
+ *             or a bad header with nothing after it, is a torn creation: the journal starts
+ *             fresh, reported TRUNCATED.
  *  JOURNAL-3  The journal belongs to one round; a journal of another round is ignored
- *             (started afresh). A journal of another format version is CC_ERR_FORMAT.
+ *             (started afresh). A journal of another format version (such as version 1,
+ *             whose records had no head tag) is CC_ERR_FORMAT and is left untouched; the
+ *             version is read right after the magic, before the header checksum, whose
+ *             place depends on it (so a damaged version field reads as FORMAT too).
  *  JOURNAL-4  After a failed write or fsync, journal_append refuses (CC_ERR_IO) until
  *             journal_reset or a reopen: the tail is unknown, and a failed fsync is never
  *             retried (the kernel may have dropped the dirty pages). Replay on reopen cuts
@@ -38,6 +58,11 @@ typedef struct journal journal_t;
 
 /* Largest payload of one record (2 GiB); longer length fields are damage, never allocated. */
 #define JOURNAL_MAX_RECORD (1u << 31)
+/* Most digested parts in one record (the trailer entries of the format above). */
+#define JOURNAL_MAX_DIGESTS 1024
+/* A part's digest: BLAKE2b-256, unkeyed (libsodium crypto_generichash with a 32-byte
+ * output and no key; wire_digest_bytes computes the same). */
+#define JOURNAL_DIGEST_BYTES 32
 
 /* One valid record found by replay. */
 typedef struct {

@@ -1,13 +1,17 @@
 /* test_journal.c — the round journal (journal.h, JOURNAL-1..4).
  *
  * Acceptance: gathered and 4 MB payloads round-trip through replay and journal_read;
- * a reopened journal continues the sequence; a journal of another round, or a reset one,
+ * records are byte for byte the documented layout (an independent encoder here); a
+ * reopened journal continues the sequence; a journal of another round, or a reset one,
  * starts fresh. Rejection and recovery: every truncation length of a 3-record journal
  * keeps exactly the complete records and says truncated unless cut at a record boundary;
- * every byte flipped in the header or a non-final record is CORRUPT and leaves the file
- * untouched; a flip in the final record is a torn write (truncated); a crash simulated
- * half-way through an append (ENOSPC) keeps every earlier record, refuses further
- * appends, and reports truncated on reopen. */
+ * every byte flipped in the header or a non-final record is CORRUPT (the version field:
+ * FORMAT) and leaves the file untouched; a flip in the final record is a torn write
+ * (truncated); a crash simulated half-way through an append (ENOSPC) keeps every earlier
+ * record, refuses further appends, and reports truncated on reopen. Recovery never reads a
+ * payload as records: a torn append whose payload holds a complete record (even one
+ * tagged with the journal's own key) is a torn tail, a damaged record is judged from its
+ * declared end, and 10,000 fake heads in a torn tail cost one pass. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <sodium.h>
@@ -97,15 +101,99 @@ static size_t s_size(const char *path) {
 /* The 3-record fixture: record k spans [ends[k-1], ends[k]), ends[0] = header. */
 static const char *s_recs[3] = {"alpha", "the second record, a bit longer", "gamma!"};
 
+#define S_HDR 40      /* file header */
+#define S_OVERHEAD 48 /* record head 32 + checksum 16 */
+
 static void s_make3(const char *path, size_t ends[4]) {
     journal_t *j = s_open(path, 7, NULL);
-    ends[0] = 32;
+    ends[0] = S_HDR;
     for (int k = 0; k < 3; k++) {
         s_append_str(j, s_recs[k]);
-        ends[k + 1] = ends[k] + 32 + strlen(s_recs[k]);
+        ends[k + 1] = ends[k] + S_OVERHEAD + strlen(s_recs[k]);
     }
     journal_close(&j);
     cr_assert_eq(s_size(path), ends[3]);
+}
+
+/* ---- an independent encoder of the documented layout (journal.h) ---- */
+
+static void s_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void s_le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The journal's head-tag key, from its header. */
+static void s_key_of(const char *path, uint8_t key[16]) {
+    char *b;
+    size_t len;
+    s_file(path, &b, &len);
+    cr_assert_geq(len, S_HDR);
+    memcpy(key, b + 20, 16);
+    free(b);
+}
+
+typedef struct {
+    uint32_t off, len;
+    const uint8_t *digest;
+} s_dpart_t;
+
+/* Encodes a record into out (32 + len + 40 n_dig + 16 bytes, returned): head tagged with
+ * key (NULL: a key that is not the journal's), payload, trailer of the digested parts
+ * dig[0, n_dig), checksum. */
+static size_t s_encode_record(uint8_t *out, const uint8_t *key, uint64_t seq, const void *payload,
+                              uint32_t len, const s_dpart_t *dig, uint32_t n_dig) {
+    static const uint8_t other[16] = "not the key.....";
+    uint8_t d[16], *t = out + 32 + len;
+    s_le32(out, 0x4a524543);
+    s_le32(out + 4, len);
+    s_le64(out + 8, seq);
+    s_le32(out + 16, n_dig);
+    crypto_generichash(d, 16, out, 20, key ? key : other, 16);
+    memcpy(out + 20, d, 12);
+    memmove(out + 32, payload, len);
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 16);
+    crypto_generichash_update(&st, out, 20);
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < n_dig; i++, t += 40) {
+        s_le32(t, dig[i].off);
+        s_le32(t + 4, dig[i].len);
+        memcpy(t + 8, dig[i].digest, 32);
+        crypto_generichash_update(&st, out + 32 + at, dig[i].off - at);
+        at = dig[i].off + dig[i].len;
+    }
+    crypto_generichash_update(&st, out + 32 + at, len - at);
+    crypto_generichash_update(&st, out + 32 + len, 40 * (size_t)n_dig);
+    crypto_generichash_final(&st, t, 16);
+    return 32 + len + 40 * (size_t)n_dig + 16;
+}
+
+Test(journal, records_match_independent_encoder) {
+    const char *path = s_path("j");
+    journal_t *j = s_open(path, 9, NULL);
+    s_append_str(j, "alpha");
+    const void *parts[3] = {"ab", NULL, "cde"};
+    size_t lens[3] = {2, 0, 3};
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append(j, parts, lens, 3, NULL, &err), 0, "%s", err.msg);
+    journal_close(&j);
+    char *got;
+    size_t len;
+    s_file(path, &got, &len);
+    uint8_t want[S_HDR + 2 * 64] = {'C', 'C', 'J', 'R', 'N', 'L', '0', '1', 2}, d[16];
+    want[12] = 9;                  /* round */
+    memcpy(want + 20, got + 20, 16); /* the random key */
+    crypto_generichash(d, sizeof d, want, 36, NULL, 0);
+    memcpy(want + 36, d, 4);
+    size_t n = S_HDR;
+    n += s_encode_record(want + n, want + 20, 0, "alpha", 5, NULL, 0);
+    n += s_encode_record(want + n, want + 20, 1, "abcde", 5, NULL, 0);
+    cr_assert_eq(len, n);
+    cr_assert_eq(memcmp(got, want, n), 0, "bytes differ from the documented layout");
+    free(got);
 }
 
 Test(journal, gathered_and_large_round_trip) {
@@ -215,7 +303,8 @@ Test(journal, every_truncation_keeps_complete_records) {
         journal_t *j = s_open(path, 7, &r);
         cr_assert_eq(r.n, complete, "cut %zu: %zu records", cut, r.n);
         cr_assert_eq(r.truncated, !at_boundary, "cut %zu", cut);
-        cr_assert_eq(s_size(path), boundary < 32 ? 32 : boundary, "cut %zu: tail cut off", cut);
+        cr_assert_eq(s_size(path), boundary < S_HDR ? S_HDR : boundary, "cut %zu: tail cut off",
+                     cut);
         for (size_t k = 0; k < complete; k++) s_expect_record(j, &r.records[k], s_recs[k]);
         journal_replay_free(&r);
         s_append_str(j, "after"); /* appending resumes at the cut */
@@ -230,7 +319,8 @@ Test(journal, every_truncation_keeps_complete_records) {
     free(full);
 }
 
-/* Flips each byte of [from, to) with each mask and reopens: want CORRUPT, file untouched. */
+/* Flips each byte of [from, to) with each mask and reopens: want CORRUPT (FORMAT for the
+ * version field, JOURNAL-3), file untouched. */
 static void s_expect_corrupt(const char *full, size_t len, size_t from, size_t to) {
     static const uint8_t masks[3] = {0x01, 0x80, 0xff};
     char *bad = cc_xmalloc(len);
@@ -244,7 +334,8 @@ static void s_expect_corrupt(const char *full, size_t len, size_t from, size_t t
             journal_replay_t r;
             cc_err_t err = {0};
             int rc = journal_open(path, 7, &j, &r, &err);
-            cr_assert_eq(rc, CC_ERR_CORRUPT, "byte %zu ^ %#x: rc %d (%s)", i, masks[m], rc, err.msg);
+            int want = i >= 8 && i < 12 ? CC_ERR_FORMAT : CC_ERR_CORRUPT;
+            cr_assert_eq(rc, want, "byte %zu ^ %#x: rc %d (%s)", i, masks[m], rc, err.msg);
             cr_assert_null(j);
             cr_assert_eq(r.n, 0);
             cr_assert_null(r.records);
@@ -321,7 +412,7 @@ Test(journal, other_round_starts_fresh) {
     cr_assert_eq(r.n, 0);
     cr_assert_eq(r.truncated, 0);
     cr_assert_eq(r.round, 8);
-    cr_assert_eq(s_size(path), 32);
+    cr_assert_eq(s_size(path), S_HDR);
     s_append_str(j, "round eight");
     journal_close(&j);
     j = s_open(path, 8, &r);
@@ -332,23 +423,42 @@ Test(journal, other_round_starts_fresh) {
     journal_close(&j);
 }
 
+/* JOURNAL-3: a version-1 journal (32-byte header, records without head tags: the layout
+ * before this one) and a journal that says version 3 are FORMAT, and left untouched; so is
+ * an empty version-1 journal (shorter than today's header). */
 Test(journal, other_version_is_format_error) {
-    const char *path = s_path("j");
-    size_t ends[4];
-    s_make3(path, ends);
-    char *full;
-    size_t len;
-    s_file(path, &full, &len);
-    full[8] = 2; /* version 2, with a header checksum that matches */
+    uint8_t v1[32 + 16 + 5 + 16] = {'C', 'C', 'J', 'R', 'N', 'L', '0', '1', 1};
+    v1[12] = 7; /* round 7 */
     uint8_t d[16];
-    crypto_generichash(d, sizeof d, (uint8_t *)full, 28, NULL, 0);
-    memcpy(full + 28, d, 4);
-    s_write_file(path, full, len);
-    journal_t *j = NULL;
-    cc_err_t err = {0};
-    cr_assert_eq(journal_open(path, 7, &j, NULL, &err), CC_ERR_FORMAT, "%s", err.msg);
-    cr_assert_eq(s_size(path), len);
-    free(full);
+    crypto_generichash(d, sizeof d, v1, 28, NULL, 0);
+    memcpy(v1 + 28, d, 4);
+    uint8_t *r = v1 + 32; /* magic, length 5, sequence 0, "hello", BLAKE2b-128 */
+    r[0] = 0x43, r[1] = 0x45, r[2] = 0x52, r[3] = 0x4a, r[4] = 5;
+    memcpy(r + 16, "hello", 5);
+    crypto_generichash(r + 21, 16, r + 4, 12 + 5, NULL, 0); /* not the v1 rule, no matter */
+    const char *path = s_path("j");
+    for (int k = 0; k < 3; k++) {
+        size_t len = sizeof v1;
+        char *bytes = (char *)v1;
+        if (k == 1) len = 32; /* an empty version-1 journal */
+        if (k == 2) { /* today's layout, version 3 */
+            size_t ends[4];
+            unlink(path);
+            s_make3(path, ends);
+            s_file(path, &bytes, &len);
+            bytes[8] = 3;
+            crypto_generichash(d, sizeof d, (uint8_t *)bytes, 36, NULL, 0);
+            memcpy(bytes + 36, d, 4);
+        }
+        s_write_file(path, bytes, len);
+        journal_t *j = NULL;
+        cc_err_t err = {0};
+        cr_assert_eq(journal_open(path, 7, &j, NULL, &err), CC_ERR_FORMAT, "%d: %s", k, err.msg);
+        cr_assert_null(j);
+        cr_assert_not_null(strstr(err.msg, k == 2 ? "version 3" : "version 1"), "%s", err.msg);
+        cr_assert_eq(s_size(path), len);
+        if (k == 2) free(bytes);
+    }
 }
 
 static void s_fault_then_reopen(int fail_at, size_t before) {
@@ -407,7 +517,7 @@ Test(journal, reset_starts_new_round_and_clears_failure) {
     cc_err_t err = {0};
     cr_assert_eq(journal_append(j, p, l, 1, NULL, &err), CC_ERR_IO);
     cr_assert_eq(journal_reset(j, 5, &err), 0, "%s", err.msg);
-    cr_assert_eq(s_size(path), 32);
+    cr_assert_eq(s_size(path), S_HDR);
     s_append_str(j, "fresh");
     journal_close(&j);
     journal_replay_t r;
@@ -428,4 +538,172 @@ Test(journal, oversized_append_is_refused) {
     cr_assert_eq(journal_append(j, p, l, 2, NULL, &err), CC_ERR_ARG);
     s_append_str(j, "still fine");
     journal_close(&j);
+}
+
+/* ---- recovery never reads a payload as records (JOURNAL-2) ---- */
+
+static const size_t s_two_end = S_HDR + 2 * S_OVERHEAD + 5 + 31; /* after s_recs[0..1] */
+
+/* A journal of round 7 with s_recs[0] and s_recs[1], still open; its key in key. */
+static journal_t *s_two_records(const char *path, uint8_t key[16]) {
+    unlink(path);
+    journal_t *j = s_open(path, 7, NULL);
+    s_append_str(j, s_recs[0]);
+    s_append_str(j, s_recs[1]);
+    s_key_of(path, key);
+    return j;
+}
+
+/* Appends payload with a simulated crash half-way (JOURNAL-4), and closes. */
+static void s_torn_append(journal_t *j, const uint8_t *payload, size_t n) {
+    journal_fault_fail_write_after = 1;
+    const void *p[1] = {payload};
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append(j, p, &n, 1, NULL, &err), CC_ERR_IO);
+    journal_close(&j);
+}
+
+/* Overwrites [off, off + n) of the file with zeros (a lost page). */
+static void s_zero(const char *path, size_t off, size_t n) {
+    char *b;
+    size_t len;
+    s_file(path, &b, &len);
+    cr_assert_leq(off + n, len);
+    memset(b + off, 0, n);
+    s_write_file(path, b, len);
+    free(b);
+}
+
+/* Reopening gives the two records, the torn tail cut off, and appending resumes. */
+static void s_expect_two_and_torn(const char *path) {
+    journal_replay_t r;
+    journal_t *j = s_open(path, 7, &r);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.truncated, 1);
+    s_expect_record(j, &r.records[0], s_recs[0]);
+    s_expect_record(j, &r.records[1], s_recs[1]);
+    cr_assert_eq(s_size(path), s_two_end);
+    journal_replay_free(&r);
+    s_append_str(j, "after");
+    journal_close(&j);
+    j = s_open(path, 7, &r);
+    cr_assert_eq(r.n, 3);
+    cr_assert_eq(r.truncated, 0);
+    journal_replay_free(&r);
+    journal_close(&j);
+}
+
+/* n bytes of float-like data holding, at `at`, a complete record with sequence seq whose
+ * head is tagged with key (NULL: another key). */
+static uint8_t *s_payload_with_fake(size_t n, size_t at, const uint8_t *key, uint64_t seq) {
+    uint8_t *p = cc_xmalloc(n);
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        float f = 0.001f * (float)(i % 977) - 0.3f;
+        memcpy(p + i, &f, 4);
+    }
+    s_encode_record(p + at, key, seq, "planted", 7, NULL, 0);
+    return p;
+}
+
+/* Finding 3a (docs/security.md): a crash while appending an update whose payload holds a
+ * complete, valid-looking record is a torn tail, not CORRUPT -- even when the planted head
+ * carries the journal's own tag, since a genuine torn head says where its record ends. */
+Test(journal, torn_append_with_fake_record_in_payload_is_truncated) {
+    const char *path = s_path("j");
+    uint8_t key[16];
+    for (int own_key = 0; own_key < 2; own_key++) {
+        journal_t *j = s_two_records(path, key);
+        uint8_t *payload = s_payload_with_fake(4096, 1000, own_key ? key : NULL, 2);
+        s_torn_append(j, payload, 4096); /* 2072 of 4144 bytes: the fake is in the file */
+        free(payload);
+        cr_assert_gt(s_size(path), s_two_end + 32 + 1000 + 55);
+        s_expect_two_and_torn(path);
+    }
+    /* The torn record's head lost as well (a page never written): only a genuine head
+     * after it would make it CORRUPT, and a payload cannot carry one without the key. */
+    journal_t *j = s_two_records(path, key);
+    uint8_t *payload = s_payload_with_fake(4096, 1000, NULL, 2);
+    s_torn_append(j, payload, 4096);
+    s_zero(path, s_two_end, 32);
+    s_expect_two_and_torn(path);
+    j = s_two_records(path, key); /* (with the key, it is indistinguishable from a record) */
+    free(payload);
+    payload = s_payload_with_fake(4096, 1000, key, 2);
+    s_torn_append(j, payload, 4096);
+    s_zero(path, s_two_end, 32);
+    cc_err_t err = {0};
+    cr_assert_eq(journal_open(path, 7, &j, NULL, &err), CC_ERR_CORRUPT, "%s", err.msg);
+    free(payload);
+}
+
+/* A flipped byte mid-file followed by valid records is CORRUPT, judged from the damaged
+ * record's declared end: the record planted in its payload (tagged with the journal's key,
+ * next sequence number) is not where the search starts, the real next record is. Without
+ * the records after it, the same damage is a torn tail. */
+Test(journal, damaged_record_is_judged_from_its_declared_end) {
+    const char *path = s_path("j");
+    journal_t *j = s_open(path, 7, NULL);
+    s_append_str(j, s_recs[0]);
+    uint8_t key[16];
+    s_key_of(path, key);
+    uint8_t *payload = s_payload_with_fake(4096, 1000, key, 2);
+    const void *p[1] = {payload};
+    size_t n = 4096;
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append(j, p, &n, 1, NULL, &err), 0, "%s", err.msg);
+    s_append_str(j, s_recs[2]);
+    journal_close(&j);
+    size_t rec1 = S_HDR + S_OVERHEAD + 5, rec2 = rec1 + S_OVERHEAD + 4096;
+    char *full;
+    size_t len;
+    s_file(path, &full, &len);
+    const size_t flips[3] = {rec1 + 32 + 10, rec1 + 32 + 1000 + 40, rec1 + 32 + 4096 + 3};
+    for (int f = 0; f < 3; f++) { /* payload, inside the planted record, the checksum */
+        full[flips[f]] ^= 0x20;
+        s_write_file(path, full, len);
+        cr_assert_eq(journal_open(path, 7, &j, NULL, &err), CC_ERR_CORRUPT, "%s", err.msg);
+        char want[96];
+        snprintf(want, sizeof want, "at offset %zu is followed by a valid record head at offset %zu",
+                 rec1, rec2);
+        cr_assert_not_null(strstr(err.msg, want), "%s", err.msg);
+        cr_assert_eq(s_size(path), len);
+        s_write_file(path, full, rec2); /* the damaged record last: torn */
+        journal_replay_t r;
+        j = s_open(path, 7, &r);
+        cr_assert_eq(r.n, 1);
+        cr_assert_eq(r.truncated, 1);
+        cr_assert_eq(s_size(path), rec1);
+        journal_replay_free(&r);
+        journal_close(&j);
+        full[flips[f]] ^= 0x20;
+    }
+    free(full);
+    free(payload);
+}
+
+/* Finding 3b: 10,000 fake heads (each claiming a length that fits in the file) in a torn
+ * tail are never hashed over their claims. Asserts the result; the timeout only guards
+ * against a hang (a quadratic scan hashes gigabytes here). */
+Test(journal, many_fake_heads_in_torn_tail_cost_one_pass, .timeout = 120) {
+    const char *path = s_path("j");
+    const size_t n = 10000 * 400;
+    uint8_t key[16];
+    for (int variant = 0; variant < 2; variant++) {
+        journal_t *j = s_two_records(path, key);
+        uint8_t *payload = s_payload_with_fake(n, 0, NULL, 2);
+        for (size_t at = 0; at + 48 <= n; at += 400) {
+            uint32_t claim = (uint32_t)(n / 2 - at / 2);
+            s_le32(payload + at, 0x4a524543);
+            s_le32(payload + at + 4, claim);
+            s_le64(payload + at + 8, 2);
+            s_le32(payload + at + 16, 0);
+            uint8_t d[16]; /* variant 0: tagged with the journal's key, 1: unkeyed */
+            crypto_generichash(d, 16, payload + at, 20, variant ? NULL : key, variant ? 0 : 16);
+            memcpy(payload + at + 20, d, 12);
+        }
+        s_torn_append(j, payload, n);
+        free(payload);
+        if (variant) s_zero(path, s_two_end, 32); /* its head lost: the tail is searched */
+        s_expect_two_and_torn(path);
+    }
 }

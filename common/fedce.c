@@ -411,3 +411,27 @@ void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, c
     }
 #undef GRAM
 }
+
+#define DOTS_BLOCK 4096
+#define DOTS_LANES 16
+
+/* ⟨a, b⟩ over n ≤ DOTS_BLOCK floats: 16 independent lanes (vectorised), then the lanes in
+ * order, then the tail. Symmetric in a, b bit for bit. */
+static double s_block_dot(const float *a, const float *b, size_t n) {
+    float acc[DOTS_LANES] = {0};
+    size_t i = 0;
+    for (; i + DOTS_LANES <= n; i += DOTS_LANES)
+        for (size_t l = 0; l < DOTS_LANES; l++) acc[l] += a[i + l] * b[i + l];
+    double sum = 0.0;
+    for (size_t l = 0; l < DOTS_LANES; l++) sum += acc[l];
+    for (; i < n; i++) sum += (double)(a[i] * b[i]);
+    return sum;
+}
+
+void fedce_dots(double *out, const float *const *rows, size_t n, const float *x, size_t P) {
+    for (size_t i = 0; i < n; i++) out[i] = 0.0;
+    for (size_t s0 = 0; s0 < P; s0 += DOTS_BLOCK) {
+        size_t len = P - s0 < DOTS_BLOCK ? P - s0 : DOTS_BLOCK;
+        for (size_t i = 0; i < n; i++) out[i] += s_block_dot(rows[i] + s0, x + s0, len);
+    }
+}

@@ -6,9 +6,10 @@
  * FedAvg streams the journaled updates into a copy of θ_t, block by block (θ_t in the task
  * snapshot, the new θ and a 128 KiB buffer: 2P floats).
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
- * order) and needs two passes over them: the Gram matrix G = U Uᵀ (ssyrk) gives every
- * cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
- * S − c_k Δ_k, and one gemv forms Σ_k w_k Δ_k. θ changes only after everything was read. */
+ * order). Its Gram matrix G = U Uᵀ is built as the updates arrive (coord_gram_add) and
+ * gives every cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without
+ * ever forming S − c_k Δ_k; the close then reads U once, for Σ_k w_k Δ_k. θ changes only
+ * after everything was read. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -44,16 +45,32 @@ static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *o
     return journal_read(c->journal, &u->rec, from, out, c->P * sizeof(float), err);
 }
 
-/* cos_k of §6.1 for every update from the Gram matrix of the participants' rows of U. */
+/* FedCE: ⟨Δ_new, Δ_j⟩ of an update just accepted (its row of U filled, itself counted in
+ * n_updates) with every update of the round so far, itself included: one pass over their
+ * rows. The round's Gram matrix is thus complete when the last update arrives, and the
+ * close only reads U once more, for the weighted sum. fedce_dots makes each entry the same
+ * bits whatever order the updates arrived in, so a run stays reproducible. */
+void coord_gram_add(coord_t *c, size_t slot) {
+    if (!c->U || !c->gram || slot >= c->n_clients) return;
+    size_t n = c->n_updates, N = c->n_clients;
+    const float **rows = cc_xcalloc(n + 1, sizeof *rows);
+    double *dots = cc_xcalloc(n + 1, sizeof *dots);
+    for (size_t k = 0; k < n; k++) rows[k] = c->U + c->updates[k].slot * c->P;
+    fedce_dots(dots, rows, n, c->U + slot * c->P, c->P);
+    for (size_t k = 0; k < n; k++) {
+        size_t j = c->updates[k].slot;
+        c->gram[slot * N + j] = c->gram[j * N + slot] = (float)dots[k];
+    }
+    free(rows), free(dots);
+}
+
+/* cos_k of §6.1 for every update from the round's Gram matrix. */
 static void s_fedce_cosines(const coord_t *c, const double *coef, double *cos) {
-    size_t n = c->n_participants, K = c->n_updates;
-    float *G = cc_xcalloc(n * n, sizeof *G);
+    size_t K = c->n_updates;
     size_t *rows = cc_xcalloc(K, sizeof *rows);
     for (size_t k = 0; k < K; k++) rows[k] = c->updates[k].slot;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)c->P, 1.0f, c->U, (int)c->P, 0.0f, G, (int)n);
-    fedce_cos_gram(cos, G, n, rows, coef, K);
+    fedce_cos_gram(cos, c->gram, c->n_clients, rows, coef, K);
     free(rows);
-    free(G);
 }
 
 /* FedCE weights of this round's updates (K ≥ 1); updates the registry (coefficients and
@@ -85,14 +102,6 @@ static int s_fedce_weights(coord_t *c, double *w, cc_err_t *err) {
 /* sum (P) = Σ_k w_k Δ̃_k, in slot (= client-id) order. */
 static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err) {
     memset(sum, 0, c->P * sizeof(float));
-    if (c->U && c->per_class != 3) { /* FedCE: one gemv over the rows held in memory */
-        float *ws = cc_xcalloc(c->n_participants + 1, sizeof *ws);
-        for (size_t k = 0; k < c->n_updates; k++) ws[c->updates[k].slot] = (float)w[k];
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)c->n_participants, (int)c->P, 1.0f, c->U, (int)c->P, ws, 1,
-                    0.0f, sum, 1);
-        free(ws);
-        return 0;
-    }
     float *buf = cc_xalloc_floats(c->P);
     int rc = 0;
     if (c->per_class != 3) { /* stream Δ̃_k from the journal */
@@ -128,22 +137,25 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
     return rc;
 }
 
-/* FedAvg: θ += η_s w_k Δ̃_k straight from the journal, by column blocks: for each block of
- * θ, every update's block in client-id order. The block of θ and the read buffer stay in
- * cache, so each update crosses memory once and θ once in all, and the buffer is 128 KiB,
- * not P floats. Per element the sums run in the same order as update by update. */
+/* θ += η_s Σ_k w_k Δ̃_k by column blocks: for each block of θ, every update's block in
+ * client-id order, taken in place from U (FedCE) or read from the journal (FedAvg) into a
+ * 128 KiB buffer. The block of θ and the buffer stay in cache, so each update crosses
+ * memory once and θ once in all. Per element the sums run in the same order as update by
+ * update. */
 #define STREAM_BLOCK 32768
 static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *err) {
     size_t K = c->n_updates;
     uint64_t *from = cc_xcalloc(K + 1, sizeof *from);
-    float *buf = cc_xalloc_floats(STREAM_BLOCK);
+    float *buf = c->U ? NULL : cc_xalloc_floats(STREAM_BLOCK);
     int rc = 0;
-    for (size_t k = 0; k < K && !rc; k++) rc = s_vectors_from(c, &c->updates[k], &from[k], err);
+    for (size_t k = 0; k < K && !rc && !c->U; k++) rc = s_vectors_from(c, &c->updates[k], &from[k], err);
     for (size_t s0 = 0; s0 < c->P && !rc; s0 += STREAM_BLOCK) {
         size_t n = c->P - s0 < STREAM_BLOCK ? c->P - s0 : STREAM_BLOCK;
         for (size_t k = 0; k < K && !rc; k++) {
-            rc = journal_read(c->journal, &c->updates[k].rec, from[k] + s0 * sizeof(float), buf, n * sizeof(float), err);
-            if (!rc) cblas_saxpy((int)n, (float)(c->server_lr * w[k]), buf, 1, theta + s0, 1);
+            const float *src = c->U ? c->U + c->updates[k].slot * c->P + s0 : buf;
+            if (!c->U)
+                rc = journal_read(c->journal, &c->updates[k].rec, from[k] + s0 * sizeof(float), buf, n * sizeof(float), err);
+            if (!rc) cblas_saxpy((int)n, (float)(c->server_lr * w[k]), src, 1, theta + s0, 1);
         }
     }
     free(buf), free(from);
@@ -237,7 +249,7 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
     }
     float *theta = cc_xalloc_floats(c->P);
     memcpy(theta, c->params, c->P * sizeof(float));
-    if (!rc && !c->robust && !c->U && c->per_class != 3) {
+    if (!rc && !c->robust && c->per_class != 3) {
         rc = s_stream_into(c, weights, theta, err);
     } else if (!rc) {
         float *sum = cc_xalloc_floats(c->P);

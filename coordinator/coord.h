@@ -141,6 +141,7 @@ typedef struct {
     int64_t *fedce_round;      /* (n_clients) round each coefficient refers to, −1: none */
     double *fedce_cos, *fedce_a, *fedce_b;  /* (n_clients) this round, by slot, for history */
     float *U;                  /* (n_clients, P) Δ̃ of the open round by slot (FedCE only) */
+    float *gram;               /* (n_clients, n_clients) ⟨Δ̃_i, Δ̃_j⟩ of the updates so far, by slot */
 
     /* What tasks send (θ_t, standardiser, targets), frozen per phase and sent without
      * copying; reference-counted because ZeroMQ may still hold it when the next phase or
@@ -203,6 +204,8 @@ void coord_snapshot_refresh(coord_t *c);
 /* Makes theta (malloc'ed, P floats) the new θ; the old one is freed, or left to the
  * snapshot that froze it. */
 void coord_params_replace(coord_t *c, float *theta);
+/* FedCE: adds the Gram-matrix row of the update just accepted into slot (aggregate.c). */
+void coord_gram_add(coord_t *c, size_t slot);
 /* At exit: drops the snapshot and frees θ. */
 void coord_params_free(coord_t *c);
 size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */

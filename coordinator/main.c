@@ -479,8 +479,8 @@ static void s_alloc_round_state(coord_t *c) {
     c->fedce_cos = cc_xcalloc(n, sizeof(double)), c->fedce_a = cc_xcalloc(n, sizeof(double));
     c->fedce_b = cc_xcalloc(n, sizeof(double));
     if (c->fedce) { /* the round's updates in memory, one row per participant slot */
-        c->U = cc_xalloc_floats(c->n_clients * c->P);
-        memset(c->U, 0, c->n_clients * c->P * sizeof(float));
+        c->U = cc_xalloc_floats(c->n_clients * c->P); /* rows written as updates arrive */
+        c->gram = cc_xcalloc(c->n_clients * c->n_clients, sizeof(float));
     }
 }
 
@@ -506,6 +506,7 @@ static void s_teardown(coord_t *c) {
     free(c->task_state), free(c->task_sent_at);
     free(c->target_g), free(c->target_D), free(c->target_Hg), free(c->gap_g), free(c->gap_d);
     free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
+    free(c->gram);
 }
 
 static int s_run(coord_t *c, s_paths_t *p) {

@@ -280,6 +280,7 @@ static int s_replay_record(coord_t *c, const journal_record_t *rec, cc_err_t *er
         if (cl && u->slot != SIZE_MAX) {
             rc = s_replay_row(c, u, hlen, n_vec ? n_vec : 1, err);
             c->n_updates++;
+            if (!rc) coord_gram_add(c, u->slot);
         }
     }
     json_decref(hdr);

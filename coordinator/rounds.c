@@ -89,7 +89,8 @@ static void s_reset_round(coord_t *c) {
     c->stats_phase = 0;
     memset(c->stat_have, 0, c->n_clients + 1);
     for (size_t i = 0; i < c->n_clients; i++) c->gap_g[i] = c->gap_d[i] = NAN;
-    if (c->U) memset(c->U, 0, c->n_clients * c->P * sizeof(float));
+    /* U's rows are written as updates arrive and only those rows are read: no clearing. */
+    if (c->gram) memset(c->gram, 0, c->n_clients * c->n_clients * sizeof(float));
 }
 
 int coord_start_round(coord_t *c) {
@@ -428,6 +429,7 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
     if (c->U) memcpy(c->U + rec->slot * c->P, delta, c->P * sizeof(float));
     if (c->keep_updates) coord_archive_update(c, cl->id, delta);
     c->n_updates++;
+    coord_gram_add(c, rec->slot);
     COUNT(c->accepted_updates);
     Concord__Ack ack = CONCORD__ACK__INIT;
     ack.round = c->round;

@@ -730,3 +730,38 @@ Test(fedce, gram_cosines_equal_the_streaming_ones) {
     cr_expect_lt(worst, 1e-4);
     free(U), free(G);
 }
+
+/* fedce_dots: each dot equals a double-precision reference; ⟨u, v⟩ is bitwise the same
+ * whichever is the row, so a Gram matrix built as rows arrive is the same in any order. */
+Test(fedce, dots_are_exact_enough_and_order_free) {
+    enum { N = 5, P = 4096 * 3 + 37 };
+    float *U = malloc((size_t)N * P * sizeof(float));
+    cc_rng_t rng;
+    cc_rng_seed(&rng, 5);
+    for (size_t i = 0; i < (size_t)N * P; i++) U[i] = (float)cc_rng_normal(&rng) * 0.01f;
+    const float *rows[N];
+    for (size_t i = 0; i < N; i++) rows[i] = U + i * P;
+    double got[N], worst = 0;
+    fedce_dots(got, rows, N, rows[2], P);
+    for (size_t i = 0; i < N; i++) {
+        double ref = 0;
+        for (size_t p = 0; p < P; p++) ref += (double)rows[i][p] * (double)rows[2][p];
+        worst = fmax(worst, fabs(got[i] - ref) / fmax(1e-30, fabs(ref) + 1e-3 * got[2]));
+    }
+    cr_expect_lt(worst, 1e-5, "relative error %.2e", worst);
+    /* Build G with rows arriving in order 0..N-1 and in reverse: identical bits. */
+    double G1[N][N], G2[N][N], tmp[N];
+    for (size_t k = 0; k < N; k++) {
+        fedce_dots(tmp, rows, k + 1, rows[k], P);
+        for (size_t i = 0; i <= k; i++) G1[i][k] = G1[k][i] = tmp[i];
+    }
+    for (size_t j = 0; j < N; j++) {
+        size_t k = N - 1 - j;
+        const float *arrived[N];
+        for (size_t i = 0; i <= j; i++) arrived[i] = rows[N - 1 - i];
+        fedce_dots(tmp, arrived, j + 1, rows[k], P);
+        for (size_t i = 0; i <= j; i++) G2[N - 1 - i][k] = G2[k][N - 1 - i] = tmp[i];
+    }
+    cr_expect_eq(memcmp(G1, G2, sizeof G1), 0, "the Gram matrix depends on the arrival order");
+    free(U);
+}

@@ -40,6 +40,7 @@ static const char *s_kind_names[S_KINDS] = {"garbage", "replay", "oversize", "co
 typedef struct {
     client_t *c;
     double rate;                 /* messages per second of each kind */
+    void *zctx;                  /* our own: terminated before the buffers below are freed */
     void *sock, *big;            /* routing id = own id; oversize connection */
     void *ring[S_RING];          /* connect mode */
     size_t ring_next;
@@ -78,7 +79,7 @@ static void s_keep(void *data, void *hint) { (void)data, (void)hint; }
 
 static void *s_socket(s_flood_t *f, const char *routing_id, int reconnect) {
     client_t *c = f->c;
-    void *s = zmq_socket(c->zctx, ZMQ_DEALER);
+    void *s = zmq_socket(f->zctx, ZMQ_DEALER);
     int linger = 0, hwm = 1000, ivl = reconnect ? 100 : -1;
     zmq_setsockopt(s, ZMQ_ROUTING_ID, routing_id, strlen(routing_id));
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
@@ -170,6 +171,7 @@ static void s_progress(const s_flood_t *f, const char *event, unsigned modes) {
 }
 
 static int s_setup(s_flood_t *f, unsigned modes) {
+    f->zctx = zmq_ctx_new();
     f->garbage = cc_xmalloc(S_GARBAGE_BYTES + 512);
     for (size_t i = 0; i < S_GARBAGE_BYTES + 512; i++) f->garbage[i] = (uint8_t)cc_rng_u64(&f->rng);
     f->replay_frame = cc_xalloc_floats(S_REPLAY_FLOATS);
@@ -187,6 +189,9 @@ static void s_teardown(s_flood_t *f) {
     if (f->big) zmq_close(f->big);
     for (size_t i = 0; i < S_RING; i++)
         if (f->ring[i]) zmq_close(f->ring[i]);
+    /* Frames are sent without copying: ZeroMQ's I/O thread may still read them until the
+     * context is gone (found by ASan: zmq_close alone is asynchronous). */
+    zmq_ctx_term(f->zctx);
     free(f->garbage), free(f->replay_frame), free(f->oversize), free(f->replay_env);
 }
 

@@ -510,6 +510,12 @@ int journal_append(journal_t *j, const void *const *parts, const size_t *part_le
     return s_append(j, parts, part_lens, NULL, n_parts, rec, err);
 }
 
+int journal_append_digested(journal_t *j, const void *const *parts, const size_t *part_lens,
+                            const uint8_t *const *part_digests, size_t n_parts,
+                            journal_record_t *rec, cc_err_t *err) {
+    return s_append(j, parts, part_lens, part_digests, n_parts, rec, err);
+}
+
 int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,
                  cc_err_t *err) {
     if (from > rec->length || len > rec->length - from)

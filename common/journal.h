@@ -58,7 +58,7 @@ typedef struct journal journal_t;
 
 /* Largest payload of one record (2 GiB); longer length fields are damage, never allocated. */
 #define JOURNAL_MAX_RECORD (1u << 31)
-/* Most digested parts in one record (the trailer entries of the format above). */
+/* Most digested parts in one record (journal_append_digested). */
 #define JOURNAL_MAX_DIGESTS 1024
 /* A part's digest: BLAKE2b-256, unkeyed (libsodium crypto_generichash with a 32-byte
  * output and no key; wire_digest_bytes computes the same). */
@@ -92,6 +92,20 @@ void journal_close(journal_t **j);
  * failed write or fsync is CC_ERR_IO and leaves the journal refusing appends (JOURNAL-4). */
 int journal_append(journal_t *j, const void *const *parts, const size_t *part_lens,
                    size_t n_parts, journal_record_t *rec, cc_err_t *err) CC_WUR;
+/* journal_append, with an optional digest per part: part_digests (may be NULL: no digests)
+ * holds n_parts pointers, each NULL or the JOURNAL_DIGEST_BYTES-byte BLAKE2b-256 of exactly
+ * that part's bytes, computed by the caller (e.g. the digest a wire message already carried
+ * and had verified). The journal TRUSTS it and never hashes a digested part's bytes on
+ * append: the record's checksum covers the stored digest instead, and the record keeps the
+ * digests (its trailer) so that replay hashes each digested part once and compares. A
+ * digest that does not match its bytes -- a wrong digest from the caller, or damage on disk
+ * -- makes the record damaged on replay, exactly like a checksum mismatch (JOURNAL-2: a
+ * torn tail if it is the last record, else CORRUPT); the append itself cannot notice it,
+ * so pass only a digest verified against these very bytes. More than JOURNAL_MAX_DIGESTS
+ * digested parts is CC_ERR_ARG. Otherwise as journal_append. */
+int journal_append_digested(journal_t *j, const void *const *parts, const size_t *part_lens,
+                            const uint8_t *const *part_digests, size_t n_parts,
+                            journal_record_t *rec, cc_err_t *err) CC_WUR;
 /* Reads len bytes of a record's payload starting at byte `from` within it into buf.
  * from + len beyond the record is CC_ERR_ARG; a file shorter than the record, TRUNCATED. */
 int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,
@@ -101,8 +115,9 @@ int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *b
 int journal_reset(journal_t *j, uint64_t round, cc_err_t *err) CC_WUR;
 void journal_replay_free(journal_replay_t *r);
 
-/* Fault injection for tests: when > 0, the Nth subsequent write in journal_append fails
- * with ENOSPC after writing half the record (1 = the next one). */
+/* Fault injection for tests: when > 0, the Nth subsequent write in journal_append or
+ * journal_append_digested fails with ENOSPC after writing half the record (1 = the next
+ * one). */
 extern int journal_fault_fail_write_after;
 
 #endif

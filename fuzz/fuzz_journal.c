@@ -17,9 +17,9 @@
  *
  * Properties checked when the open succeeds (JOURNAL-2): the replayed records are numbered
  * 0..n-1 in file order and lie inside the file, one after the other; each reads back as
- * the bytes the file holds; one more record appends; and a second open of the same round
- * replays n + 1 records and reports nothing truncated (whatever the first open cut off, it
- * left a valid journal). On failure, the code is CORRUPT, FORMAT or IO. No crash, hang or
+ * the bytes the file holds; two more records append (one plain, one with a digested part,
+ * journal_append_digested); and a second open of the same round replays n + 2 records and
+ * reports nothing truncated (whatever the first open cut off, it left a valid journal). On failure, the code is CORRUPT, FORMAT or IO. No crash, hang or
  * leak on any input. */
 #include "fuzz_common.h"
 
@@ -71,18 +71,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     free(buf);
     free(b);
-    static const char payload[] = "fuzz";
-    const void *parts[1] = {payload};
-    size_t lens[1] = {sizeof payload};
-    if (journal_append(j, parts, lens, 1, NULL, &err) != 0) s_fail("append after open", &err);
+    static const char payload[] = "fuzz", digested[] = "digested part";
+    uint8_t d[JOURNAL_DIGEST_BYTES];
+    crypto_generichash(d, sizeof d, (const uint8_t *)digested, sizeof digested, NULL, 0);
+    const void *parts[2] = {payload, digested};
+    size_t lens[2] = {sizeof payload, sizeof digested};
+    const uint8_t *digests[2] = {NULL, d};
+    if (journal_append(j, parts, lens, 1, NULL, &err) != 0 ||
+        journal_append_digested(j, parts, lens, digests, 2, NULL, &err) != 0)
+        s_fail("append after open", &err);
     journal_close(&j);
     size_t n = rep.n;
     journal_replay_free(&rep);
 
     if (journal_open(path, round, &j, &rep, &err) != 0) s_fail("reopen after append", &err);
-    if (rep.n != n + 1 || rep.truncated) {
+    if (rep.n != n + 2 || rep.truncated) {
         fprintf(stderr, "fuzz_journal: reopen replayed %zu records (want %zu), truncated=%d\n",
-                rep.n, n + 1, rep.truncated);
+                rep.n, n + 2, rep.truncated);
         abort();
     }
     journal_replay_free(&rep);

@@ -278,15 +278,30 @@ static void s_journal(void) {
         journal_append(j, parts1, lens1, 1, NULL, &err) != 0)
         s_die("journal_append", &err);
     journal_close(&j);
+    size_t n0;
+    uint8_t *b0 = s_slurp(p, &n0); /* the two plain records, for the seeds below */
+    if (journal_open(p, 5, &j, NULL, &err) != 0) s_die("journal_open", &err);
+    uint8_t dv[JOURNAL_DIGEST_BYTES]; /* a third record: header, digested floats, empty */
+    crypto_generichash(dv, sizeof dv, (const uint8_t *)v, sizeof v, NULL, 0);
+    const void *parts2[3] = {r0, v, NULL};
+    size_t lens2[3] = {sizeof r0, sizeof v, 0};
+    const uint8_t *digests2[3] = {NULL, dv, NULL};
+    if (journal_append_digested(j, parts2, lens2, digests2, 3, NULL, &err) != 0)
+        s_die("journal_append_digested", &err);
+    journal_close(&j);
     size_t n;
     uint8_t *b = s_slurp(p, &n);
     /* journal_open made a random head-tag key: a fixed one instead, the heads re-tagged */
-    for (int i = 0; i < 16; i++) b[FJ_KEY + i] = (uint8_t)(0x4b + 3 * i);
+    for (int i = 0; i < 16; i++) b0[FJ_KEY + i] = b[FJ_KEY + i] = (uint8_t)(0x4b + 3 * i);
+    fuzz_journal_repair(b0, n0, FJ_HEADER | FJ_RECORDS);
     fuzz_journal_repair(b, n, FJ_HEADER | FJ_RECORDS);
-    s_seed("journal", "two-records", 8, b, n);          /* as written, its own round */
-    s_seed("journal", "two-records-repair", 8 | 3, b, n);
-    s_seed("journal", "two-records-torn", 8, b, n - 5); /* the last append cut short */
-    s_seed("journal", "other-round", 0, b, n);          /* opened for round 1: starts afresh */
+    s_seed("journal", "two-records", 8, b0, n0);           /* as written, its own round */
+    s_seed("journal", "two-records-repair", 8 | 3, b0, n0);
+    s_seed("journal", "two-records-torn", 8, b0, n0 - 5);  /* the last append cut short */
+    s_seed("journal", "other-round", 0, b0, n0);           /* opened for round 1: afresh */
+    s_seed("journal", "digested", 8, b, n);                /* + a record with a trailer */
+    s_seed("journal", "digested-repair", 8 | 16 | 3, b, n); /* its digests recomputed too */
+    free(b0);
     free(b);
 }
 

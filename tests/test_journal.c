@@ -11,7 +11,10 @@
  * record, refuses further appends, and reports truncated on reopen. Recovery never reads a
  * payload as records: a torn append whose payload holds a complete record (even one
  * tagged with the journal's own key) is a torn tail, a damaged record is judged from its
- * declared end, and 10,000 fake heads in a torn tail cost one pass. */
+ * declared end, and 10,000 fake heads in a torn tail cost one pass. Digested parts
+ * (journal_append_digested): round-trip, are laid out as documented, are verified on
+ * replay (a flipped byte in one is torn when last, CORRUPT when followed), and are never
+ * hashed on append (a wrong digest is accepted, and the record rejected on replay). */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <sodium.h>
@@ -23,6 +26,7 @@
 
 #include "fileio.h"
 #include "journal.h"
+#include "wire.h"
 
 static char s_dir[64];
 
@@ -706,4 +710,161 @@ Test(journal, many_fake_heads_in_torn_tail_cost_one_pass, .timeout = 120) {
         if (variant) s_zero(path, s_two_end, 32); /* its head lost: the tail is searched */
         s_expect_two_and_torn(path);
     }
+}
+
+/* ---- digested parts (journal_append_digested) ---- */
+
+/* A journal of round 7 whose records are: s_recs[0]; a digested record (a header part, a
+ * digested 200 KB part of floats that crosses read chunks, an undigested string, an empty
+ * digested part); s_recs[2] unless `last`. Returns the digested record's offset and
+ * writes its payload bytes (caller frees) and the offset of its first float part. */
+static uint8_t *s_make_digested(const char *path, int last, const uint8_t *wrong, size_t *rec1,
+                                size_t *payload_len, size_t *floats_at) {
+    unlink(path);
+    journal_t *j = s_open(path, 7, NULL);
+    s_append_str(j, s_recs[0]);
+    enum { NF = 50000 };
+    float *v = cc_xmalloc(NF * sizeof *v);
+    for (int i = 0; i < NF; i++) v[i] = 0.25f * (float)(i % 101) - 3.0f;
+    uint8_t dv[32], de[32];
+    wire_digest_bytes(dv, v, NF * sizeof *v); /* the digest a wire frame carries */
+    wire_digest_bytes(de, NULL, 0);
+    static const char hdr[] = "{\"type\":\"update\"}", txt[] = "trailing text";
+    const void *parts[4] = {hdr, v, txt, NULL};
+    size_t lens[4] = {sizeof hdr - 1, NF * sizeof *v, sizeof txt - 1, 0};
+    const uint8_t *digests[4] = {NULL, wrong ? wrong : dv, NULL, de};
+    journal_record_t rec;
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append_digested(j, parts, lens, digests, 4, &rec, &err), 0, "%s", err.msg);
+    if (!last) s_append_str(j, s_recs[2]);
+    journal_close(&j);
+    *rec1 = S_HDR + S_OVERHEAD + 5;
+    cr_assert_eq(rec.offset, *rec1 + 32);
+    *payload_len = lens[0] + lens[1] + lens[2];
+    *floats_at = lens[0];
+    uint8_t *payload = cc_xmalloc(*payload_len);
+    memcpy(payload, hdr, lens[0]);
+    memcpy(payload + lens[0], v, lens[1]);
+    memcpy(payload + lens[0] + lens[1], txt, lens[2]);
+    free(v);
+    return payload;
+}
+
+Test(journal, digested_parts_round_trip_in_the_documented_layout) {
+    const char *path = s_path("j");
+    size_t rec1, n, fl;
+    uint8_t *payload = s_make_digested(path, 0, NULL, &rec1, &n, &fl);
+    journal_replay_t r;
+    journal_t *j = s_open(path, 7, &r);
+    cr_assert_eq(r.n, 3);
+    cr_assert_eq(r.truncated, 0);
+    cr_assert_eq(r.records[1].length, n);
+    uint8_t *back = cc_xmalloc(n);
+    cc_err_t err = {0};
+    cr_assert_eq(journal_read(j, &r.records[1], 0, back, n, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(back, payload, n), 0);
+    s_expect_record(j, &r.records[0], s_recs[0]);
+    s_expect_record(j, &r.records[2], s_recs[2]);
+    journal_replay_free(&r);
+    journal_close(&j);
+    /* The same bytes from the independent encoder: trailer (offset, length, digest) of the
+     * two digested parts, checksum over the head, the other bytes and the trailer. */
+    uint8_t key[16], dv[32], de[32];
+    s_key_of(path, key);
+    crypto_generichash(dv, 32, payload + fl, n - fl - 13, NULL, 0);
+    crypto_generichash(de, 32, NULL, 0, NULL, 0);
+    s_dpart_t dig[2] = {{(uint32_t)fl, (uint32_t)(n - fl - 13), dv}, {(uint32_t)n, 0, de}};
+    uint8_t *want = cc_xmalloc(n + 200);
+    size_t wn = s_encode_record(want, key, 1, payload, (uint32_t)n, dig, 2);
+    char *got;
+    size_t len;
+    s_file(path, &got, &len);
+    cr_assert_eq(len, rec1 + wn + S_OVERHEAD + strlen(s_recs[2]));
+    cr_assert_eq(memcmp(got + rec1, want, wn), 0, "bytes differ from the documented layout");
+    free(got), free(want), free(back), free(payload);
+}
+
+/* Damage inside a digested part (which the record checksum does not cover) is caught by
+ * its digest: torn when the record is last, CORRUPT when a record follows. */
+Test(journal, flipped_byte_in_digested_part_is_detected) {
+    const char *path = s_path("j");
+    for (int last = 0; last < 2; last++) {
+        size_t rec1, n, fl;
+        free(s_make_digested(path, last, NULL, &rec1, &n, &fl));
+        char *full;
+        size_t len;
+        s_file(path, &full, &len);
+        const size_t at[2] = {rec1 + 32 + fl, rec1 + 32 + fl + 150001}; /* first float, mid */
+        for (int k = 0; k < 2; k++) {
+            full[at[k]] ^= 0x04;
+            s_write_file(path, full, len);
+            full[at[k]] ^= 0x04;
+            journal_t *j = NULL;
+            journal_replay_t r;
+            cc_err_t err = {0};
+            int rc = journal_open(path, 7, &j, &r, &err);
+            if (!last) {
+                cr_assert_eq(rc, CC_ERR_CORRUPT, "byte %zu: %s", at[k], err.msg);
+                cr_assert_eq(s_size(path), len);
+                continue;
+            }
+            cr_assert_eq(rc, 0, "%s", err.msg);
+            cr_assert_eq(r.n, 1);
+            cr_assert_eq(r.truncated, 1);
+            cr_assert_eq(s_size(path), rec1);
+            journal_replay_free(&r);
+            journal_close(&j);
+        }
+        free(full);
+    }
+}
+
+/* The append trusts the caller's digest and does not hash the part: a wrong digest is
+ * appended without complaint, and replay rejects the record as damaged. */
+Test(journal, append_trusts_the_digest_and_replay_checks_it) {
+    const char *path = s_path("j");
+    uint8_t wrong[32];
+    memset(wrong, 0xa5, sizeof wrong);
+    for (int last = 0; last < 2; last++) {
+        size_t rec1, n, fl;
+        free(s_make_digested(path, last, wrong, &rec1, &n, &fl));
+        size_t len = s_size(path);
+        journal_t *j = NULL;
+        journal_replay_t r;
+        cc_err_t err = {0};
+        int rc = journal_open(path, 7, &j, &r, &err);
+        if (!last) {
+            cr_assert_eq(rc, CC_ERR_CORRUPT, "%s", err.msg);
+            cr_assert_eq(s_size(path), len);
+            continue;
+        }
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(r.n, 1);
+        cr_assert_eq(r.truncated, 1);
+        journal_replay_free(&r);
+        journal_close(&j);
+    }
+}
+
+Test(journal, too_many_digested_parts_are_refused) {
+    journal_t *j = s_open(s_path("j"), 1, NULL);
+    enum { NP = JOURNAL_MAX_DIGESTS + 1 };
+    static const void *parts[NP];
+    static size_t lens[NP];
+    static const uint8_t *digests[NP];
+    uint8_t d[32];
+    wire_digest_bytes(d, NULL, 0);
+    for (int i = 0; i < NP; i++) digests[i] = d;
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append_digested(j, parts, lens, digests, NP, NULL, &err), CC_ERR_ARG);
+    cr_assert_eq(journal_append_digested(j, parts, lens, digests, NP - 1, NULL, &err), 0, "%s",
+                 err.msg); /* the limit itself is fine (empty parts) */
+    s_append_str(j, "still fine");
+    journal_close(&j);
+    journal_replay_t r;
+    j = s_open(s_path("j"), 1, &r);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.truncated, 0);
+    journal_replay_free(&r);
+    journal_close(&j);
 }

@@ -18,6 +18,7 @@
 #include "coord.h"
 #include "fedce.h"
 #include "log.h"
+#include "wsum.h"
 
 static int s_by_id(const void *a, const void *b) {
     return strcmp(((const coord_update_t *)a)->id, ((const coord_update_t *)b)->id);
@@ -137,28 +138,24 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
     return rc;
 }
 
-/* θ += η_s Σ_k w_k Δ̃_k by column blocks: for each block of θ, every update's block in
- * client-id order, taken in place from U (FedCE) or read from the journal (FedAvg) into a
- * 128 KiB buffer. The block of θ and the buffer stay in cache, so each update crosses
- * memory once and θ once in all. Per element the sums run in the same order as update by
- * update. */
-#define STREAM_BLOCK 32768
+/* θ += η_s Σ_k w_k Δ̃_k in client-id order (wsum.h: by column blocks, on agg_threads
+ * threads), the updates taken in place from U (FedCE) or read from the journal (FedAvg). */
 static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *err) {
     size_t K = c->n_updates;
     uint64_t *from = cc_xcalloc(K + 1, sizeof *from);
-    float *buf = c->U ? NULL : cc_xalloc_floats(STREAM_BLOCK);
+    const float **rows = cc_xcalloc(K + 1, sizeof *rows);
+    journal_record_t *recs = cc_xcalloc(K + 1, sizeof *recs);
+    float *scale = cc_xcalloc(K + 1, sizeof *scale);
     int rc = 0;
-    for (size_t k = 0; k < K && !rc && !c->U; k++) rc = s_vectors_from(c, &c->updates[k], &from[k], err);
-    for (size_t s0 = 0; s0 < c->P && !rc; s0 += STREAM_BLOCK) {
-        size_t n = c->P - s0 < STREAM_BLOCK ? c->P - s0 : STREAM_BLOCK;
-        for (size_t k = 0; k < K && !rc; k++) {
-            const float *src = c->U ? c->U + c->updates[k].slot * c->P + s0 : buf;
-            if (!c->U)
-                rc = journal_read(c->journal, &c->updates[k].rec, from[k] + s0 * sizeof(float), buf, n * sizeof(float), err);
-            if (!rc) cblas_saxpy((int)n, (float)(c->server_lr * w[k]), src, 1, theta + s0, 1);
-        }
+    for (size_t k = 0; k < K && !rc; k++) {
+        scale[k] = (float)(c->server_lr * w[k]);
+        recs[k] = c->updates[k].rec;
+        if (c->U) rows[k] = c->U + c->updates[k].slot * c->P;
+        else rc = s_vectors_from(c, &c->updates[k], &from[k], err);
     }
-    free(buf), free(from);
+    wsum_src_t src = {.rows = c->U ? rows : NULL, .journal = c->journal, .recs = recs, .from = from};
+    if (!rc) rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
+    free(from), free(rows), free(recs), free(scale);
     return rc;
 }
 

@@ -152,6 +152,7 @@ typedef struct {
     size_t task_window;        /* tasks in flight at most (CURVE: θ copies in ZeroMQ) */
     double task_confirm_s;     /* a task unconfirmed this long leaves the window */
     double task_window_mb;     /* [federation] task_window_mb */
+    int agg_threads;           /* [aggregation] threads of the close's weighted sum */
 
     /* evaluation */
     dataset_t *test;           /* optional held-out evaluation set (raw features) */

@@ -55,6 +55,7 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "training.momentum", "0.9", "SGD momentum");
     config_declare(cfg, "training.weight_decay", "0", "L2 weight decay");
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
+    config_declare(cfg, "aggregation.threads", "2", "threads summing the updates at round close (1-8; the result is the same bits)");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
     config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
     config_declare(cfg, "aggregation.max_norm_ratio", "0", "leave out updates whose norm exceeds this multiple of the round's median update norm (0: off)");
@@ -199,6 +200,8 @@ static int s_settings(coord_t *c, cc_err_t *err) {
         rc = cc_err_set(err, CC_ERR_ARG, "[aggregation] robust = %s cannot be combined with [per_class] mode = federation",
                         config_get(g, "aggregation.robust"));
     rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
+    rc = rc ? rc : config_get_int(g, "aggregation.threads", 1, 8, &l, err);
+    c->agg_threads = (int)l;
     rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
     rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
     rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);

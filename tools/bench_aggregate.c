@@ -3,9 +3,9 @@
  * in one invocation (DESIGN §9, docs/benchmarks.md).
  *
  * coordinator/aggregate.c's functions are static to the daemon, so the few lines of its close
- * path are replicated here, calling the same library functions (cblas_ssyrk, fedce_priors,
- * fedce_cos_gram, fedce_round_weights, cblas_sgemv, cblas_saxpy, journal_read,
- * wire_digest_floats) in the same order with the same arguments. */
+ * path are replicated here; the work is in library functions called the same way
+ * (fedce_dots, fedce_priors, fedce_cos_gram, fedce_round_weights, wsum_blocked,
+ * journal_read, wire_digest_floats). */
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +22,7 @@
 #include "rng.h"
 #include "util.h"
 #include "wire.h"
+#include "wsum.h"
 
 int bench_cmd_aggregate(int argc, char **argv);
 
@@ -108,24 +109,48 @@ typedef struct {
     size_t K, P;
     float *U;              /* (K, P) the round's updates, slots in client-id order */
     float *theta, *theta0; /* (P) θ, and θ_t to restart every repetition from */
-    float *sum, *buf;      /* (P) */
     uint64_t *n_samples;   /* (K) */
     double *w;             /* (K) weights of the last close */
+    float *G;              /* (K, K) FedCE's Gram matrix, built as the updates "arrive" */
     journal_t *journal;
     journal_record_t *rec; /* (K) */
+    uint64_t *from;        /* (K) offset of Δ_k in its record */
     uint8_t digest[WIRE_DIGEST_BYTES];
     double server_lr;
+    int threads;           /* of the weighted sum ([aggregation] threads) */
 } s_agg_t;
 
-/* s_fedce_cosines + s_fedce_weights + s_weighted_sum (FedCE branch) + the server step of
- * coord_aggregate. Times: gram (ssyrk), weights (priors, cosines, combination), sum (memset
- * + sgemv), step (saxpy into θ). */
-static int s_close_fedce(s_agg_t *a, double t[4]) {
-    size_t K = a->K, n = K; /* n_participants = K: every enrolled client took part */
+/* coord_gram_add: the Gram row of update k against updates 0..k (in arrival order). */
+static void s_gram_row(s_agg_t *a, size_t k) {
+    const float **rows = cc_xcalloc(k + 1, sizeof *rows);
+    double *d = cc_xcalloc(k + 1, sizeof *d);
+    for (size_t j = 0; j <= k; j++) rows[j] = a->U + j * a->P;
+    fedce_dots(d, rows, k + 1, a->U + k * a->P, a->P);
+    for (size_t j = 0; j <= k; j++) a->G[k * a->K + j] = a->G[j * a->K + k] = (float)d[j];
+    free(rows), free(d);
+}
+
+/* θ += η_s w_k Δ_k (coordinator/aggregate.c s_stream_into): from U, or from the journal. */
+static int s_stream(s_agg_t *a, int from_journal, int threads) {
+    const float **rows = cc_xcalloc(a->K, sizeof *rows);
+    float *scale = cc_xcalloc(a->K, sizeof *scale);
+    for (size_t k = 0; k < a->K; k++) rows[k] = a->U + k * a->P, scale[k] = (float)(a->server_lr * a->w[k]);
+    wsum_src_t src = {.rows = from_journal ? NULL : rows, .journal = a->journal, .recs = a->rec, .from = a->from};
+    cc_err_t err = {0};
+    int rc = wsum_blocked(a->theta, a->P, &src, a->K, scale, threads, &err);
+    if (rc) fprintf(stderr, "concord-bench aggregate: %s\n", err.msg);
+    free(rows), free(scale);
+    return rc;
+}
+
+/* What the coordinator does once the last update is in: its Gram row (against all K), the
+ * weights (fedce_priors, fedce_cos_gram, fedce_round_weights) and the weighted sum over U.
+ * Times: t[0] last Gram row, t[1] weights, t[2] weighted sum into θ. */
+static int s_close_fedce(s_agg_t *a, double t[3]) {
+    size_t K = a->K;
     cc_err_t err = {0};
     double t0 = cc_now();
-    float *G = cc_xcalloc(n * n, sizeof *G);
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)a->P, 1.0f, a->U, (int)a->P, 0.0f, G, (int)n);
+    s_gram_row(a, K - 1);
     double t1 = cc_now();
     fedce_client_t *reg = cc_xcalloc(K, sizeof *reg); /* a first round: every client new */
     size_t *part = cc_xcalloc(K, sizeof *part), *rows = cc_xcalloc(K, sizeof *rows);
@@ -133,19 +158,14 @@ static int s_close_fedce(s_agg_t *a, double t[4]) {
     double *ak = cc_xcalloc(K, sizeof *ak), *b = cc_xcalloc(K, sizeof *b);
     for (size_t k = 0; k < K; k++) part[k] = rows[k] = k, b[k] = 1.0;
     int rc = fedce_priors(coef, reg, K, part, K, &err);
-    if (!rc && K >= 2) fedce_cos_gram(cos, G, n, rows, coef, K);
+    if (!rc && K >= 2) fedce_cos_gram(cos, a->G, K, rows, coef, K);
     if (!rc) rc = fedce_round_weights(a->w, ak, reg, K, part, K, cos, b, FEDCE_PLUS, &err);
     double t2 = cc_now();
-    memset(a->sum, 0, a->P * sizeof(float));
-    float *ws = cc_xcalloc(n + 1, sizeof *ws);
-    for (size_t k = 0; k < K; k++) ws[k] = (float)a->w[k];
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)a->P, 1.0f, a->U, (int)a->P, ws, 1, 0.0f, a->sum, 1);
+    if (!rc) rc = s_stream(a, 0, a->threads);
     double t3 = cc_now();
-    cblas_saxpy((int)a->P, (float)a->server_lr, a->sum, 1, a->theta, 1);
-    double t4 = cc_now();
-    t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2, t[3] = t4 - t3;
-    free(G), free(reg), free(part), free(rows), free(coef), free(cos), free(ak), free(b), free(ws);
-    if (rc) fprintf(stderr, "concord-bench aggregate: FedCE: %s\n", err.msg);
+    t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+    free(reg), free(part), free(rows), free(coef), free(cos), free(ak), free(b);
+    if (rc && err.msg[0]) fprintf(stderr, "concord-bench aggregate: FedCE: %s\n", err.msg);
     return rc;
 }
 
@@ -153,64 +173,6 @@ static void s_fedavg_weights(s_agg_t *a) {
     double total = 0.0;
     for (size_t k = 0; k < a->K; k++) total += (double)a->n_samples[k];
     for (size_t k = 0; k < a->K; k++) a->w[k] = (double)a->n_samples[k] / total;
-}
-
-/* FedAvg, updates in memory: θ += η_s w_k Δ_k, one saxpy per update in slot order. */
-static void s_close_fedavg_mem(s_agg_t *a) {
-    s_fedavg_weights(a);
-    for (size_t k = 0; k < a->K; k++)
-        cblas_saxpy((int)a->P, (float)(a->server_lr * a->w[k]), a->U + k * a->P, 1, a->theta, 1);
-}
-
-/* coordinator/aggregate.c s_read_vector (vector 0). */
-static int s_read_vector(s_agg_t *a, size_t k, float *out, cc_err_t *err) {
-    uint32_t hdr_len;
-    int rc = journal_read(a->journal, &a->rec[k], 0, &hdr_len, sizeof hdr_len, err);
-    if (rc) return rc;
-    size_t from = sizeof hdr_len + hdr_len;
-    if (from + a->P * sizeof(float) > a->rec[k].length) return cc_err_set(err, CC_ERR_CORRUPT, "short record");
-    return journal_read(a->journal, &a->rec[k], from, out, a->P * sizeof(float), err);
-}
-
-/* FedAvg as the coordinator does it (s_stream_into_theta): each update read whole from the
- * journal (page cache) into one buffer, then saxpy into θ. */
-static int s_close_fedavg_journal(s_agg_t *a) {
-    cc_err_t err = {0};
-    s_fedavg_weights(a);
-    for (size_t k = 0; k < a->K; k++) {
-        if (s_read_vector(a, k, a->buf, &err)) {
-            fprintf(stderr, "concord-bench aggregate: journal: %s\n", err.msg);
-            return -1;
-        }
-        cblas_saxpy((int)a->P, (float)(a->server_lr * a->w[k]), a->buf, 1, a->theta, 1);
-    }
-    return 0;
-}
-
-/* Not the coordinator's code: the same sum read in column blocks (every update's block b,
- * then block b+1), so θ's block and the read buffer stay in cache and each byte of the
- * updates is read once. What a blocked FedAvg would reach (from memory or the journal). */
-#define S_BLOCK 32768 /* floats: 128 KiB */
-static int s_close_fedavg_blocked(s_agg_t *a, int from_journal) {
-    cc_err_t err = {0};
-    s_fedavg_weights(a);
-    uint32_t *hlen = cc_xcalloc(a->K, sizeof *hlen);
-    for (size_t k = 0; from_journal && k < a->K; k++)
-        if (journal_read(a->journal, &a->rec[k], 0, &hlen[k], sizeof hlen[k], &err)) return free(hlen), -1;
-    for (size_t b0 = 0; b0 < a->P; b0 += S_BLOCK) {
-        size_t m = a->P - b0 < S_BLOCK ? a->P - b0 : S_BLOCK;
-        for (size_t k = 0; k < a->K; k++) {
-            const float *src = a->U + k * a->P + b0;
-            if (from_journal) {
-                size_t off = sizeof(uint32_t) + hlen[k] + b0 * sizeof(float);
-                if (journal_read(a->journal, &a->rec[k], off, a->buf, m * sizeof(float), &err)) return free(hlen), -1;
-                src = a->buf;
-            }
-            cblas_saxpy((int)m, (float)(a->server_lr * a->w[k]), src, 1, a->theta + b0, 1);
-        }
-    }
-    free(hlen);
-    return 0;
 }
 
 /* ---- numpy side (bench/numpy_aggregate.py, same U and weights via .npy files) --------------- */
@@ -286,7 +248,8 @@ static void s_usage(FILE *fp) {
             "  --clients K          updates (default 10)\n"
             "  --params P           floats per update (default 1000000)\n"
             "  --weighting W        fedavg | fedce (default fedce)\n"
-            "  --threads T          OpenBLAS threads (default 1: the coordinator sets 1)\n"
+            "  --threads T          threads of the weighted sum, as [aggregation] threads (default 2); numpy\n"
+            "                       gets as many BLAS threads\n"
             "  --repeat R           timed repetitions (default 5)\n"
             "  --journal-dir DIR    where the FedAvg journal goes (default /tmp)\n"
             "  --numpy SCRIPT       run the numpy baseline (/usr/bin/python3 SCRIPT) on the same data\n"
@@ -306,7 +269,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
     s_agg_t a;
     memset(&a, 0, sizeof a);
     a.K = 10, a.P = 1000000, a.server_lr = 1.0;
-    int fedce = 1, threads = 1, repeat = 5, json = 0, c;
+    int fedce = 1, threads = 2, repeat = 5, json = 0, c;
     const char *jdir = "/tmp", *numpy = NULL, *tmpdir = "/dev/shm";
     double v;
     optind = 1;
@@ -345,7 +308,8 @@ int bench_cmd_aggregate(int argc, char **argv) {
         return 2;
     }
     if (a.P > (size_t)INT32_MAX) return s_bad("--params", "P", "at most 2^31 - 1 (BLAS int)");
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); /* as concord-coordinator */
+    a.threads = threads;
     size_t K = a.K, P = a.P, KP = K * P;
     double upd_bytes = (double)KP * sizeof(float);
 
@@ -355,10 +319,8 @@ int bench_cmd_aggregate(int argc, char **argv) {
     a.U = cc_xalloc_floats(KP);
     for (size_t i = 0; i < KP; i++) a.U[i] = (float)(1e-3 * (2.0 * cc_rng_uniform(&rng) - 1.0));
     a.theta = cc_xalloc_floats(P), a.theta0 = cc_xalloc_floats(P);
-    a.sum = cc_xalloc_floats(P), a.buf = cc_xalloc_floats(P);
     for (size_t i = 0; i < P; i++) a.theta0[i] = (float)(0.1 * (2.0 * cc_rng_uniform(&rng) - 1.0));
     memcpy(a.theta, a.theta0, P * sizeof(float));
-    memset(a.sum, 0, P * sizeof(float)), memset(a.buf, 0, P * sizeof(float));
     a.n_samples = cc_xcalloc(K, sizeof *a.n_samples);
     a.w = cc_xcalloc(K, sizeof *a.w);
     for (size_t k = 0; k < K; k++) a.n_samples[k] = 500 + cc_rng_below(&rng, 1000);
@@ -391,7 +353,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
     double digest_s = s_median(tt, (size_t)repeat);
 
     printf("aggregate: K = %d updates x P = %zu floats (%.1f MB of updates), %s, OpenBLAS %d thread%s (%s)\n", (int)K,
-           P, upd_bytes / 1e6, fedce ? "FedCE" : "FedAvg", threads, threads > 1 ? "s" : "", openblas_get_corename());
+           P, upd_bytes / 1e6, fedce ? "FedCE" : "FedAvg", 1, "", openblas_get_corename());
     printf("memory bandwidth: read %.2f GB/s (1 thread), %.2f GB/s (2 threads); copy %.2f / %.2f GB/s (read+write)\n",
            bw_read[0], bw_read[1], bw_copy[0], bw_copy[1]);
     printf("one pass over the updates at %.2f GB/s: %.2f ms; digest of the new model (BLAKE2b, P floats): %.2f ms\n",
@@ -401,82 +363,52 @@ int bench_cmd_aggregate(int argc, char **argv) {
     int rc = 0;
     double close_s = 0, agg_s = 0;
     if (fedce) {
-        double parts[4], acc[4][64], *tot = cc_xcalloc((size_t)repeat, sizeof *tot);
+        /* G's rows of updates 0..K−2 are built at ingest, before the close: timed apart. */
+        a.G = cc_xcalloc(K * K, sizeof *a.G);
+        double t_rows = cc_now();
+        for (size_t k = 0; k + 1 < K; k++) s_gram_row(&a, k);
+        double ingest_rows_s = cc_now() - t_rows;
+        double parts[3], acc[3][64], *tot = cc_xcalloc((size_t)repeat, sizeof *tot);
         int R = repeat > 64 ? 64 : repeat;
         memcpy(a.theta, a.theta0, P * sizeof(float));
         rc = s_close_fedce(&a, parts); /* warm-up */
         for (int r = 0; r < R && !rc; r++) {
             memcpy(a.theta, a.theta0, P * sizeof(float));
             rc = s_close_fedce(&a, parts);
-            for (int s = 0; s < 4; s++) acc[s][r] = parts[s];
-            tot[r] = parts[0] + parts[1] + parts[2] + parts[3];
+            for (int s = 0; s < 3; s++) acc[s][r] = parts[s];
+            tot[r] = parts[0] + parts[1] + parts[2];
         }
         if (rc) return 1;
-        double med[4];
-        for (int s = 0; s < 4; s++) med[s] = s_median(acc[s], (size_t)R);
+        double med[3];
+        for (int s = 0; s < 3; s++) med[s] = s_median(acc[s], (size_t)R);
         agg_s = s_median(tot, (size_t)R);
         close_s = agg_s + digest_s;
         free(tot);
-        printf("FedCE close: gram (ssyrk) %.2f ms, weights %.3f ms, weighted sum (sgemv) %.2f ms, server step %.2f ms\n",
-               med[0] * 1e3, med[1] * 1e3, med[2] * 1e3, med[3] * 1e3);
-        /* For comparison only (not the coordinator's code): the Gram matrix as a full sgemm,
-         * and ssyrk / sgemv with 2 OpenBLAS threads. */
-        float *G = cc_xcalloc(K * K, sizeof *G), *ws = cc_xcalloc(K, sizeof *ws);
-        for (size_t k = 0; k < K; k++) ws[k] = (float)a.w[k];
-        double alt[3];
-        for (int variant = 0; variant < 3; variant++) {
-            openblas_set_num_threads(variant == 0 ? threads : 2);
+        printf("FedCE close: last update's Gram row %.2f ms, weights %.3f ms, weighted sum (%d thread%s) %.2f ms\n",
+               med[0] * 1e3, med[1] * 1e3, threads, threads > 1 ? "s" : "", med[2] * 1e3);
+        printf("  the other %zu Gram rows, built as those updates arrived: %.2f ms in all (%.2f ms per update)\n", K - 1,
+               ingest_rows_s * 1e3, K > 1 ? ingest_rows_s * 1e3 / (double)(K - 1) : 0.0);
+        /* For comparison (the previous design): the whole Gram matrix at close with ssyrk. */
+        double alt_s;
+        {
+            float *G = cc_xcalloc(K * K, sizeof *G);
             for (int r = -1; r < R; r++) {
                 double t0 = cc_now();
-                if (variant == 0)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)K, (int)P, 1.0f, a.U, (int)P, a.U,
-                                (int)P, 0.0f, G, (int)K);
-                else if (variant == 1)
-                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)K, (int)P, 1.0f, a.U, (int)P, 0.0f, G, (int)K);
-                else
-                    cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)P, 1.0f, a.U, (int)P, ws, 1, 0.0f, a.sum, 1);
+                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)K, (int)P, 1.0f, a.U, (int)P, 0.0f, G, (int)K);
                 if (r >= 0) acc[0][r] = cc_now() - t0;
             }
-            alt[variant] = s_median(acc[0], (size_t)R);
+            alt_s = s_median(acc[0], (size_t)R);
+            free(G);
         }
-        openblas_set_num_threads(threads);
-        free(G), free(ws);
-        /* Also for comparison: the cosines by the library's streaming O(K·P) API
-         * (fedce_cos_add over every update, then fedce_cos_dot: two passes in double), i.e.
-         * without the Gram matrix; plus the sgemv it would still need. */
-        double stream_s = 0;
-        {
-            double *coef = cc_xcalloc(K, sizeof *coef), *cosv = cc_xcalloc(K, sizeof *cosv);
-            cc_err_t err = {0};
-            for (size_t k = 0; k < K; k++) coef[k] = 1.0 / (double)K;
-            int src = 0;
-            for (int r = -1; r < R && !src; r++) {
-                double t0 = cc_now();
-                fedce_cos_t *st = fedce_cos_new(K, P);
-                for (size_t k = 0; k < K && !src; k++) src = fedce_cos_add(st, k, a.U + k * P, coef[k], &err);
-                for (size_t k = 0; k < K && !src; k++) src = fedce_cos_dot(st, k, a.U + k * P, &err);
-                if (!src) src = fedce_cos_result(st, cosv, &err);
-                fedce_cos_destroy(&st);
-                if (r >= 0) acc[0][r] = cc_now() - t0;
-            }
-            if (src) fprintf(stderr, "concord-bench aggregate: fedce_cos: %s\n", err.msg);
-            stream_s = s_median(acc[0], (size_t)R);
-            free(coef), free(cosv);
-        }
-        double gflop = (double)K * (double)(K + 1) * (double)P / 1e9; /* ssyrk: K(K+1)/2 dot products of P */
-        printf("  for comparison: gram as sgemm %.2f ms; with 2 threads: ssyrk %.2f ms, sgemv %.2f ms; "
-               "ssyrk rate %.1f GFLOP/s (1 thread); streaming cosines (fedce_cos_add/dot) %.2f ms\n", alt[0] * 1e3,
-               alt[1] * 1e3, alt[2] * 1e3, gflop / med[0], stream_s * 1e3);
-        json_object_set_new(jres, "fedce_alternatives", json_pack("{s:f, s:f, s:f, s:f, s:f}", "gram_sgemm_s", alt[0],
-                                                                  "gram_ssyrk_2threads_s", alt[1], "sgemv_2threads_s",
-                                                                  alt[2], "ssyrk_gflops", gflop / med[0],
-                                                                  "streaming_cosines_s", stream_s));
-        printf("  aggregation %.2f ms = %.2fx one pass (target <= 2.2x); with the model digest %.2f ms = %.2fx\n",
+        printf("  for comparison: the whole Gram matrix at close (cblas_ssyrk, 1 thread) %.2f ms\n", alt_s * 1e3);
+        printf("  close %.2f ms = %.2fx one pass (target <= 2.2x); with the model digest %.2f ms = %.2fx\n",
                agg_s * 1e3, agg_s / pass_s, close_s * 1e3, close_s / pass_s);
-        json_object_set_new(jres, "fedce", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "gram_s", med[0],
-                                                     "weights_s", med[1], "sgemv_s", med[2], "step_s", med[3],
+        json_object_set_new(jres, "fedce", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "last_gram_row_s",
+                                                     med[0], "weights_s", med[1], "weighted_sum_s", med[2],
+                                                     "ingest_gram_rows_s", ingest_rows_s, "ssyrk_gram_s", alt_s,
                                                      "aggregation_s", agg_s, "close_with_digest_s", close_s,
                                                      "passes", agg_s / pass_s, "passes_with_digest", close_s / pass_s));
+        free(a.G);
     } else {
         /* The journal: one "update" record per client (a small JSON header + Δ), as persist.c
          * writes it; written before timing, so reads come from the page cache. */
@@ -485,6 +417,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         snprintf(jpath, sizeof jpath, "%s/concord-bench-agg-%ld.journal", jdir, (long)getpid());
         unlink(jpath);
         a.rec = cc_xcalloc(K, sizeof *a.rec);
+        a.from = cc_xcalloc(K, sizeof *a.from);
         if (journal_open(jpath, 0, &a.journal, NULL, &err)) return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;
         for (size_t k = 0; k < K; k++) {
             char hdr[256];
@@ -492,33 +425,37 @@ int bench_cmd_aggregate(int argc, char **argv) {
                                              k + 1, (unsigned long long)a.n_samples[k]);
             const void *pp[3] = {&hl, hdr, a.U + k * P};
             size_t ll[3] = {sizeof hl, hl, P * sizeof(float)};
+            a.from[k] = sizeof hl + hl;
             if (journal_append(a.journal, pp, ll, 3, &a.rec[k], &err))
                 return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;
         }
-        const char *names[4] = {"memory", "journal", "memory_blocked", "journal_blocked"};
-        double med[4];
-        for (int variant = 0; variant < 4 && !rc; variant++) {
+        s_fedavg_weights(&a);
+        /* memory / journal with the close's threads, and the journal on 1 thread */
+        const char *names[3] = {"memory", "journal", "journal_1thread"};
+        double med[3];
+        for (int variant = 0; variant < 3 && !rc; variant++) {
             for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
                 memcpy(a.theta, a.theta0, P * sizeof(float));
                 double t0 = cc_now();
-                if (variant == 0) s_close_fedavg_mem(&a);
-                else if (variant == 1) rc = s_close_fedavg_journal(&a);
-                else rc = s_close_fedavg_blocked(&a, variant == 3);
+                rc = s_stream(&a, variant >= 1, variant == 2 ? 1 : threads);
                 if (r >= 0) tt[r] = cc_now() - t0;
             }
             med[variant] = s_median(tt, (size_t)repeat);
         }
+        /* leave θ as the coordinator's path computes it, for the numpy check */
+        memcpy(a.theta, a.theta0, P * sizeof(float));
+        if (!rc) rc = s_stream(&a, 1, threads);
         journal_close(&a.journal);
         unlink(jpath);
         if (rc) return 1;
         agg_s = med[1]; /* the coordinator's path */
         close_s = agg_s + digest_s;
         json_t *jf = json_object();
-        printf("FedAvg close (θ += w_k·Δ_k over the K updates; rate = update bytes / time, vs read bandwidth %.2f GB/s):\n", bw);
-        for (int variant = 0; variant < 4; variant++) {
+        printf("FedAvg close (θ += w_k·Δ_k over the K updates by blocks; rate = update bytes / time, vs read bandwidth %.2f GB/s):\n", bw);
+        for (int variant = 0; variant < 3; variant++) {
             double rate = upd_bytes / med[variant] / 1e9;
             printf("  %-16s %8.2f ms  %6.2f GB/s  %5.1f%% of bandwidth%s\n", names[variant], med[variant] * 1e3, rate,
-                   100.0 * rate / bw, variant == 1 ? "   <- the coordinator's code path" : variant >= 2 ? "   (blocked: not the coordinator's code)" : "");
+                   100.0 * rate / bw, variant == 1 ? "   <- the coordinator's code path" : "");
             json_object_set_new(jf, names[variant], json_pack("{s:f, s:f, s:f}", "seconds", med[variant], "gb_per_s", rate,
                                                               "fraction_of_bandwidth", rate / bw));
         }
@@ -569,6 +506,6 @@ int bench_cmd_aggregate(int argc, char **argv) {
     json_decref(jres);
     if (np) json_decref(np);
     (void)sink;
-    free(tt), free(a.U), free(a.theta), free(a.theta0), free(a.sum), free(a.buf), free(a.n_samples), free(a.w), free(a.rec);
+    free(tt), free(a.U), free(a.theta), free(a.theta0), free(a.n_samples), free(a.w), free(a.rec), free(a.from);
     return 0;
 }

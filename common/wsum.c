@@ -1,0 +1,68 @@
+/* wsum.c — see wsum.h. */
+#include "wsum.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WSUM_BLOCK 32768 /* floats: 128 KiB, out's block and one vector's block fit in L2 */
+
+typedef struct {
+    float *out;
+    size_t P, K, b_first, b_end; /* this thread's blocks [b_first, b_end) */
+    const wsum_src_t *src;
+    const float *scale;
+    int rc;
+    cc_err_t err;
+} wsum_job_t;
+
+/* y += a·x over n floats; plain multiply and add, vectorised by the compiler. */
+static void s_axpy(float *restrict y, float a, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void *s_run(void *arg) {
+    wsum_job_t *j = arg;
+    const wsum_src_t *src = j->src;
+    float *buf = src->rows ? NULL : cc_xalloc_floats(WSUM_BLOCK);
+    for (size_t b = j->b_first; b < j->b_end && !j->rc; b++) {
+        size_t s0 = b * WSUM_BLOCK, n = j->P - s0 < WSUM_BLOCK ? j->P - s0 : WSUM_BLOCK;
+        for (size_t k = 0; k < j->K && !j->rc; k++) {
+            const float *x = buf;
+            if (src->rows) x = src->rows[k] + s0;
+            else j->rc = journal_read(src->journal, &src->recs[k], src->from[k] + s0 * sizeof(float), buf,
+                                      n * sizeof(float), &j->err);
+            if (!j->rc) s_axpy(j->out + s0, j->scale[k], x, n);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+int wsum_blocked(float *out, size_t P, const wsum_src_t *src, size_t K, const float *scale, int threads,
+                 cc_err_t *err) {
+    size_t blocks = (P + WSUM_BLOCK - 1) / WSUM_BLOCK;
+    if (threads < 1) threads = 1;
+    if (threads > 8) threads = 8;
+    if ((size_t)threads > blocks) threads = blocks ? (int)blocks : 1;
+    wsum_job_t jobs[8];
+    pthread_t tid[8];
+    int started[8] = {0};
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (wsum_job_t){.out = out, .P = P, .K = K, .src = src, .scale = scale,
+                               .b_first = blocks * (size_t)t / (size_t)threads,
+                               .b_end = blocks * (size_t)(t + 1) / (size_t)threads};
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, s_run, &jobs[t]) == 0;
+        if (t > 0 && !started[t]) s_run(&jobs[t]); /* no thread: do it here */
+    }
+    s_run(&jobs[0]);
+    int rc = 0;
+    for (int t = 0; t < threads; t++) {
+        if (t > 0 && started[t]) pthread_join(tid[t], NULL);
+        if (jobs[t].rc && !rc) {
+            rc = jobs[t].rc;
+            if (err) *err = jobs[t].err;
+        }
+    }
+    return rc;
+}

@@ -48,6 +48,12 @@ typedef struct {
     uint64_t coord_seq;         /* last coordinator seq seen in this session */
     double last_recv, last_heartbeat, next_connect, backoff;
     uint64_t last_round;        /* last round an update was sent for (persisted) */
+    /* The last task answered since the last Hello: the same task again (the coordinator
+     * re-sends it on every Welcome while our answer is still in flight) is not redone. */
+    int answered_valid;
+    uint64_t answered_round;
+    uint32_t answered_phase;
+    uint8_t answered_digest[WIRE_DIGEST_BYTES];
     int exit_code;
     int64_t test_stop_at_round; /* tests: SIGSTOP ourselves on this round's task (-1: off) */
     int byzantine;              /* tests: 0 honest, 1 sign_flip, 2 scale (×100), 3 random */
@@ -71,8 +77,9 @@ void client_handle_message(client_t *c, transport_msg_t *msg);
 void client_tick(client_t *c);
 int client_state_save(client_t *c);
 int client_state_load(client_t *c);
-void client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body,
-                 const wire_frame_t *frames, size_t n_frames);
+/* Signs and queues a message to the coordinator; 0 when queued (failures are logged). */
+int client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body,
+                const wire_frame_t *frames, size_t n_frames);
 
 /* task.c */
 void client_handle_task(client_t *c, const Concord__Task *task, transport_msg_t *msg);

@@ -69,12 +69,15 @@ static int s_reserve_seq(client_t *c) {
     return client_state_save(c);
 }
 
-void client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body,
-                 const wire_frame_t *frames, size_t n_frames) {
+int client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body,
+                const wire_frame_t *frames, size_t n_frames) {
     cc_err_t err = {0};
-    if (s_reserve_seq(c)) return;
-    if (msg_send(c->dealer, NULL, &c->self, &c->seq, type, round, body, frames, n_frames, &err))
+    if (s_reserve_seq(c)) return -1;
+    if (msg_send(c->dealer, NULL, &c->self, &c->seq, type, round, body, frames, n_frames, &err)) {
         cc_log_warn("send_failed", "reason=\"%s\"", err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- connection ------------------------------------------------------------------------ */
@@ -101,6 +104,8 @@ static void s_send_hello(client_t *c) {
     h.class_counts = counts;
     h.n_features = (uint32_t)c->train->d;
     h.stats = c->std_applied ? NULL : &fs; /* raw statistics only */
+    /* A new session (or a restarted coordinator) may have lost our answers: redo them. */
+    c->answered_valid = 0;
     client_send(c, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0);
     feature_stats_destroy(&st);
     free(counts);

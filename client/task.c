@@ -221,8 +221,8 @@ static double s_data_score(client_t *c, const Concord__Task *t, const s_tensors_
 
 /* ---- phases 1 and 2: head statistics --------------------------------------------------- */
 
-static void s_send_stats(client_t *c, const Concord__Task *t, const char *const *names, const float *const *data,
-                         size_t n) {
+static int s_send_stats(client_t *c, const Concord__Task *t, const char *const *names, const float *const *data,
+                        size_t n) {
     Concord__Stats st = CONCORD__STATS__INIT;
     Concord__TensorInfo ti[2] = {CONCORD__TENSOR_INFO__INIT, CONCORD__TENSOR_INFO__INIT};
     Concord__TensorInfo *tp[2] = {&ti[0], &ti[1]};
@@ -233,27 +233,30 @@ static void s_send_stats(client_t *c, const Concord__Task *t, const char *const 
         frames[i] = (wire_frame_t){data[i], len};
     }
     st.round = t->round, st.phase = t->phase, st.n_samples = c->train->n, st.n_tensors = n, st.tensors = tp;
-    client_send(c, CONCORD__MSG_TYPE__MSG_STATS, t->round, &st.base, frames, n);
+    return client_send(c, CONCORD__MSG_TYPE__MSG_STATS, t->round, &st.base, frames, n);
 }
 
-static void s_stats_phase(client_t *c, const Concord__Task *t, const s_tensors_t *tt) {
+/* Returns 0 when the statistics were sent. */
+static int s_stats_phase(client_t *c, const Concord__Task *t, const s_tensors_t *tt) {
     size_t L = head_stats_len(c->model);
     float *a = cc_xalloc_floats(L), *b = cc_xalloc_floats(L);
+    int rc = -1;
     if (t->phase == 1) {
         head_stats_compute(c->model, c->train, a, b);
         const char *names[2] = {"g", "D"};
         const float *data[2] = {a, b};
-        s_send_stats(c, t, names, data, 2);
+        rc = s_send_stats(c, t, names, data, 2);
     } else if (tt->align_g) {
         head_stats_hvp(c->model, c->train, tt->align_g, a);
         const char *names[1] = {"Hg"};
         const float *data[1] = {a};
-        s_send_stats(c, t, names, data, 1);
+        rc = s_send_stats(c, t, names, data, 1);
     } else {
         cc_log_warn("task_invalid", "reason=\"HGP phase without align_g\"");
     }
-    cc_log_info("stats_sent", "round=%llu phase=%u", (unsigned long long)t->round, t->phase);
+    if (rc == 0) cc_log_info("stats_sent", "round=%llu phase=%u", (unsigned long long)t->round, t->phase);
     free(a), free(b);
+    return rc;
 }
 
 /* ---- phase 0: local training --------------------------------------------------------------- */
@@ -306,8 +309,8 @@ typedef struct {
     int has_score;
 } s_report_t;
 
-static void s_send_update(client_t *c, const Concord__Task *t, const wire_frame_t *frames, const char *const *names,
-                          size_t n_frames, s_report_t *r) {
+static int s_send_update(client_t *c, const Concord__Task *t, const wire_frame_t *frames, const char *const *names,
+                         size_t n_frames, s_report_t *r) {
     Concord__Update u = CONCORD__UPDATE__INIT;
     Concord__TensorInfo ti[WIRE_MAX_TENSORS], *tp[WIRE_MAX_TENSORS];
     uint32_t shape = (uint32_t)c->model->n_params;
@@ -332,9 +335,12 @@ static void s_send_update(client_t *c, const Concord__Task *t, const wire_frame_
     u.train_seconds = r->seconds;
     u.has_data_score = r->has_score;
     u.data_score = r->data_score;
-    client_send(c, CONCORD__MSG_TYPE__MSG_UPDATE, t->round, &u.base, frames, n_frames);
+    int rc = client_send(c, CONCORD__MSG_TYPE__MSG_UPDATE, t->round, &u.base, frames, n_frames);
+    /* One line per update sent: with update_acked / nack it accounts for every update. */
+    if (rc == 0) cc_log_info("update_sent", "round=%llu tensors=%zu", (unsigned long long)t->round, n_frames);
     free(counts);
     free(counts64);
+    return rc;
 }
 
 /* Test mode --test-byzantine: corrupt a vector the way a compromised hospital might, keeping
@@ -351,8 +357,9 @@ static void s_byzantine(const client_t *c, float *v, size_t n, uint64_t round) {
 }
 
 /* Sends the update of a finished local training: Δ, or in components mode the per-class
- * parts Δ_c and Δ_reg; keeps Δ̃_k (as the coordinator will use it) for next round's FedCE. */
-static void s_finish_training(client_t *c, const Concord__Task *t, const float *theta_t, sgd_decomp_t *dec,
+ * parts Δ_c and Δ_reg; keeps Δ̃_k (as the coordinator will use it) for next round's FedCE.
+ * Returns 0 when the update was sent. */
+static int s_finish_training(client_t *c, const Concord__Task *t, const float *theta_t, sgd_decomp_t *dec,
                               s_report_t *r) {
     size_t P = c->model->n_params;
     int C = c->model->spec.n_classes;
@@ -390,10 +397,11 @@ static void s_finish_training(client_t *c, const Concord__Task *t, const float *
         cc_log_warn("byzantine", "round=%llu mode=%d reason=\"--test-byzantine\"", (unsigned long long)t->round, c->byzantine);
         for (size_t i = 0; i < n; i++) s_byzantine(c, (float *)frames[i].data, P, t->round);
     }
-    s_send_update(c, t, frames, np, n, r);
+    return s_send_update(c, t, frames, np, n, r);
 }
 
-static void s_train_phase(client_t *c, const Concord__Task *t, const s_tensors_t *tt) {
+/* Returns 0 when the update was sent. */
+static int s_train_phase(client_t *c, const Concord__Task *t, const s_tensors_t *tt) {
     size_t P = c->model->n_params;
     const Concord__TrainSettings *s = t->training;
     s_report_t r;
@@ -415,15 +423,37 @@ static void s_train_phase(client_t *c, const Concord__Task *t, const s_tensors_t
                             : NULL;
     float *theta_t = cc_xalloc_floats(P);
     memcpy(theta_t, c->model->params, P * sizeof(float));
-    if (s_train(c, t, &pen, dec, &r.seconds) == 0) s_finish_training(c, t, theta_t, dec, &r);
+    int rc = s_train(c, t, &pen, dec, &r.seconds) == 0 ? s_finish_training(c, t, theta_t, dec, &r) : -1;
     free(theta_t);
     free(pen.scratch);
     sgd_decomp_destroy(&dec);
+    return rc;
+}
+
+/* Whether t is the task answered last in this session (same round, phase and model). */
+static int s_already_answered(const client_t *c, const Concord__Task *t) {
+    return c->answered_valid && c->answered_round == t->round && c->answered_phase == t->phase &&
+           t->model_digest.len == WIRE_DIGEST_BYTES &&
+           memcmp(c->answered_digest, t->model_digest.data, WIRE_DIGEST_BYTES) == 0;
+}
+
+static void s_mark_answered(client_t *c, const Concord__Task *t) {
+    c->answered_valid = 1;
+    c->answered_round = t->round;
+    c->answered_phase = t->phase;
+    memcpy(c->answered_digest, t->model_digest.data, WIRE_DIGEST_BYTES);
 }
 
 void client_handle_task(client_t *c, const Concord__Task *t, transport_msg_t *msg) {
     s_tensors_t tt;
     size_t P = c->model->n_params;
+    if (s_already_answered(c, t)) {
+        /* Our answer is queued on this same connection: training again would only make a
+         * duplicate the coordinator refuses, at the cost of a whole local training. */
+        cc_log_info("task_duplicate", "round=%llu phase=%u action=\"already answered in this session\"",
+                    (unsigned long long)t->round, t->phase);
+        return;
+    }
     if (s_tensors(c, t, msg, &tt) != 0) {
         cc_log_warn("task_invalid", "reason=\"unexpected or missing tensors\"");
         s_tensors_free(&tt);
@@ -443,8 +473,8 @@ void client_handle_task(client_t *c, const Concord__Task *t, transport_msg_t *ms
             raise(SIGSTOP);
         }
         memcpy(c->model->params, tt.params, P * sizeof(float));
-        if (t->phase == 0) s_train_phase(c, t, &tt);
-        else s_stats_phase(c, t, &tt);
+        int rc = t->phase == 0 ? s_train_phase(c, t, &tt) : s_stats_phase(c, t, &tt);
+        if (rc == 0) s_mark_answered(c, t);
     }
     c->last_recv = cc_now(); /* time spent working is not silence from the coordinator */
     s_tensors_free(&tt);

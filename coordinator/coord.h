@@ -217,8 +217,10 @@ int coord_checkpoint_save(coord_t *c, cc_err_t *err);
 int coord_checkpoint_load(coord_t *c, cc_err_t *err);   /* 1 = fresh start */
 int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err);
 /* Journals an accepted update: n_vectors vectors of P floats (1: Δ̃; C+1: the per-class
- * parts of §6.3 federation mode). */
+ * parts of §6.3 federation mode). vectors_digest, when not NULL, is their BLAKE2b-256
+ * already verified (a plain update's frame digest): the journal does not hash them again. */
 int coord_journal_add_update(coord_t *c, const coord_update_t *u, const void *vectors, size_t n_vectors,
+                             const uint8_t *vectors_digest,
                              journal_record_t *rec, cc_err_t *err);
 int coord_journal_add_open(coord_t *c, cc_err_t *err);
 int coord_export(coord_t *c, cc_err_t *err);

@@ -127,14 +127,17 @@ int coord_checkpoint_load(coord_t *c, cc_err_t *err) {
     return rc;
 }
 
-static int s_append(coord_t *c, json_t *hdr, const void *floats, size_t n, journal_record_t *rec,
-                    cc_err_t *err) {
+/* Appends u32 header length | JSON header | floats. floats_digest (may be NULL) is the
+ * BLAKE2b-256 of the floats, already verified, so the journal does not hash them again. */
+static int s_append(coord_t *c, json_t *hdr, const void *floats, size_t n, const uint8_t *floats_digest,
+                    journal_record_t *rec, cc_err_t *err) {
     char *text = json_dumps(hdr, JSON_COMPACT);
     uint32_t hlen = (uint32_t)strlen(text);
     const void *parts[3] = {&hlen, text, floats};
     size_t lens[3] = {sizeof hlen, hlen, n * sizeof(float)};
+    const uint8_t *digests[3] = {NULL, NULL, floats_digest};
     journal_record_t tmp;
-    int rc = journal_append(c->journal, parts, lens, floats ? 3 : 2, rec ? rec : &tmp, err);
+    int rc = journal_append_digested(c->journal, parts, lens, digests, floats ? 3 : 2, rec ? rec : &tmp, err);
     free(text);
     return rc;
 }
@@ -143,7 +146,7 @@ int coord_journal_add_open(coord_t *c, cc_err_t *err) {
     json_t *ids = json_array();
     for (size_t i = 0; i < c->n_participants; i++) json_array_append_new(ids, json_string(c->participants[i]));
     json_t *hdr = json_pack("{s:s, s:I, s:o}", "type", "open", "round", (json_int_t)c->round, "participants", ids);
-    int rc = s_append(c, hdr, NULL, 0, NULL, err);
+    int rc = s_append(c, hdr, NULL, 0, NULL, NULL, err);
     json_decref(hdr);
     return rc;
 }
@@ -163,7 +166,7 @@ static void s_metrics_from_json(json_t *j, Concord__Metrics *m) {
 }
 
 int coord_journal_add_update(coord_t *c, const coord_update_t *u, const void *vectors, size_t n_vectors,
-                             journal_record_t *rec, cc_err_t *err) {
+                             const uint8_t *vectors_digest, journal_record_t *rec, cc_err_t *err) {
     char dhex[2 * WIRE_DIGEST_BYTES + 1];
     wire_digest_hex(dhex, u->digest);
     json_t *hdr = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:o, s:I, s:f, s:b, s:I}", "type", "update",
@@ -174,7 +177,7 @@ int coord_journal_add_update(coord_t *c, const coord_update_t *u, const void *ve
                             "data_score", u->data_score, "has_score", u->has_score, "upload_bytes",
                             (json_int_t)u->upload_bytes);
     if (u->has_test) json_object_set_new(hdr, "test", s_metrics_json(&u->test));
-    int rc = s_append(c, hdr, vectors, n_vectors * c->P, rec, err);
+    int rc = s_append(c, hdr, vectors, n_vectors * c->P, vectors_digest, rec, err);
     json_decref(hdr);
     return rc;
 }
@@ -194,7 +197,7 @@ int coord_journal_add_targets(coord_t *c, cc_err_t *err) {
     memcpy(t, c->target_g, c->L * sizeof(float));
     memcpy(t + c->L, c->target_D, c->L * sizeof(float));
     memcpy(t + 2 * c->L, c->target_Hg, c->L * sizeof(float));
-    int rc = s_append(c, hdr, t, 3 * c->L, NULL, err);
+    int rc = s_append(c, hdr, t, 3 * c->L, NULL, NULL, err);
     free(t);
     json_decref(hdr);
     return rc;

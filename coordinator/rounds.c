@@ -418,7 +418,9 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
     rec->upload_bytes = bytes;
     if (delta_digest) memcpy(rec->digest, delta_digest, WIRE_DIGEST_BYTES);
     else wire_digest_bytes(rec->digest, delta, c->P * sizeof(float));
-    if (coord_journal_add_update(c, rec, vectors, n_vec, &rec->rec, &err)) {
+    /* A plain update's journaled bytes are its verified frame: not hashed again. */
+    if (coord_journal_add_update(c, rec, vectors, n_vec, delta_digest && vectors == delta ? delta_digest : NULL,
+                                 &rec->rec, &err)) {
         /* No Ack for what is not durable (JOURNAL-1); the journal refuses appends until it is
          * reopened (JOURNAL-4), so stop: a restart replays what was stored. */
         cc_log_error("journal_failed", "client=%s reason=\"%s\" action=\"update not accepted; stopping\"", cl->id, err.msg);

@@ -276,14 +276,6 @@ static int s_paths(coord_t *c, s_paths_t *p, cc_err_t *err) {
     if (!p->state_dir || !p->history || !p->export_prefix || !p->enrolment || !p->identity)
         return cc_err_set(err, CC_ERR_ARG, "storage, history, export, enrolment and identity paths are required");
     c->state_dir = p->state_dir;
-    if (c->ledger_path && c->ledger_path[0] != '/' && !config_is_set(c->cfg, "storage.ledger")) {
-        /* The default ledger lives in the state dir, next to the checkpoints it vouches for
-         * (not in whatever directory the coordinator was started from). */
-        char *in_state = cc_xmalloc(strlen(p->state_dir) + strlen(c->ledger_path) + 2);
-        sprintf(in_state, "%s/%s", p->state_dir, c->ledger_path);
-        free(c->ledger_path);
-        c->ledger_path = in_state;
-    }
     c->history_path = p->history;
     c->export_prefix = p->export_prefix;
     if (mkdir(p->state_dir, 0700) != 0 && errno != EEXIST)
@@ -313,8 +305,8 @@ static int s_load_test(coord_t *c, const s_paths_t *p, cc_err_t *err) {
 
 /* Without checkpoints the state dir is a fresh start only if no earlier run left its journal
  * or sequence file there (both are written after the first checkpoint). Returns 1 with the
- * first such file in path, else 0. (History and ledger may live anywhere, the default ledger
- * path is relative to the working directory: they are not evidence of this state dir.) */
+ * first such file in path, else 0. (History and ledger can be configured to live anywhere:
+ * they are not evidence of this state dir.) */
 static int s_leftover_state(const coord_t *c, char *path, size_t len) {
     static const char *names[] = {"round.journal", "coordinator.seq"};
     struct stat st;
@@ -328,7 +320,9 @@ static int s_leftover_state(const coord_t *c, char *path, size_t len) {
 /* Loads the newest good checkpoint and replays the open round's journal. */
 static int s_recover(coord_t *c, cc_err_t *err) {
     char left[4200];
-    int rc = coord_checkpoint_load(c, err);
+    ledger_head_t head; /* a ledger this key cannot extend (LEDGER-3) would stop the first commit */
+    int rc = c->ledger_path && c->ledger_path[0] ? ledger_head(c->ledger_path, c->self.pk, &head, NULL, err) : 0;
+    rc = rc ? rc : coord_checkpoint_load(c, err);
     if (rc < 0) return rc;
     if (rc == 1 && s_leftover_state(c, left, sizeof left))
         return cc_err_set(err, CC_ERR_CORRUPT, "%s holds no checkpoint, but %s is left from an earlier run: "

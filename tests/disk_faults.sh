@@ -13,7 +13,7 @@
 #      append fails with EFBIG, it stops; a restart cuts the torn record and completes.
 #  2.  damaged checkpoints at restart (federation.sh B covers a truncated newest one):
 #      the newest bit-flipped, the newest truncated and the one before bit-flipped, all bad,
-#      and checkpoints gone while the journal remains: each bad file is named
+#      checkpoints gone while the journal remains, and a damaged last ledger entry: each bad file is named
 #      and the newest good one used, or the coordinator refuses to start; never a fresh start
 #      over existing state, and nothing is modified when it refuses.
 #  3.  state dir read-only (bind mount remounted ro): at start it says so and exits 1
@@ -290,6 +290,17 @@ case_bad_checkpoints() {
   k_has "level=error .*event=startup_failed .*holds no checkpoint, but $kdir/state/[a-z.]* is left from an earlier run" 2/gone
   [ "$(sha_of "$kdir")" = "$before" ] || fail "2/gone: files changed although it refused to start"
   echo "2: checkpoints gone but the journal left: refuses to start from scratch, nothing modified"
+
+  # The ledger's last entry damaged: it could not be extended (LEDGER-3), so the coordinator
+  # says so at start rather than stopping at the first commit.
+  copy_ref_state ledger
+  flip_byte "$kdir/ledger.jsonl" $(($(stat -c %s "$kdir/ledger.jsonl") - 40))
+  before=$(sha_of "$kdir")
+  run_k
+  [ "$status" -eq 1 ] || fail "2/ledger: exit $status with a damaged ledger, expected 1"
+  k_has "level=error .*event=startup_failed reason=\"$kdir/ledger.jsonl: " 2/ledger
+  [ "$(sha_of "$kdir")" = "$before" ] || fail "2/ledger: files changed although it refused to start"
+  echo "2: damaged last ledger entry: refuses to start naming the ledger, nothing modified"
 }
 
 # ---- 3: state dir read-only --------------------------------------------------------------

@@ -65,7 +65,7 @@ static void s_start_coordinator(void) {
     fprintf(fp, "[federation]\nrounds = 1\nmin_clients = 2\nround_deadline_s = 30\nbind = tcp://127.0.0.1:%d\n"
                 "enrolment = enrolment.txt\n[model]\narch = softmax\ninputs = 4\nclasses = 3\nstandardize = none\n"
                 "[aggregation]\nmax_update_norm = 10\n[security]\nidentity = coordinator.key\n"
-                "[storage]\nstate_dir = state\nexport = final\n[metrics]\nhttp_bind = 127.0.0.1:%d\n"
+                "[storage]\nstate_dir = state\nexport = final\nledger = ledger.jsonl\n[metrics]\nhttp_bind = 127.0.0.1:%d\n"
                 "history = history.jsonl\n", s_port, s_http);
     fclose(fp);
     char log[512];

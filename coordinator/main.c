@@ -276,6 +276,14 @@ static int s_paths(coord_t *c, s_paths_t *p, cc_err_t *err) {
     if (!p->state_dir || !p->history || !p->export_prefix || !p->enrolment || !p->identity)
         return cc_err_set(err, CC_ERR_ARG, "storage, history, export, enrolment and identity paths are required");
     c->state_dir = p->state_dir;
+    if (c->ledger_path && c->ledger_path[0] != '/' && !config_is_set(c->cfg, "storage.ledger")) {
+        /* The default ledger lives in the state dir, next to the checkpoints it vouches for
+         * (not in whatever directory the coordinator was started from). */
+        char *in_state = cc_xmalloc(strlen(p->state_dir) + strlen(c->ledger_path) + 2);
+        sprintf(in_state, "%s/%s", p->state_dir, c->ledger_path);
+        free(c->ledger_path);
+        c->ledger_path = in_state;
+    }
     c->history_path = p->history;
     c->export_prefix = p->export_prefix;
     if (mkdir(p->state_dir, 0700) != 0 && errno != EEXIST)

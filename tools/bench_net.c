@@ -228,7 +228,7 @@ static int s_full_handle(const s_ingest_t *g, transport_msg_t *msg, s_recv_state
     ok = ok && norm <= g->max_norm;
     t2 = cc_now(), run->stage[ST_NORM] += t2 - t, t = t2;
     uint8_t digest[WIRE_DIGEST_BYTES];
-    if (ok) wire_digest_bytes(digest, frame, g->P * sizeof(float)); /* the ledger's update digest */
+    if (ok) memcpy(digest, wire_in_digest(&in, 0), WIRE_DIGEST_BYTES); /* the ledger's update digest: verified */
     t2 = cc_now(), run->stage[ST_DIGEST] += t2 - t, t = t2;
     if (ok && j) { /* coordinator/persist.c coord_journal_add_update */
         char hex[2 * WIRE_DIGEST_BYTES + 1];
@@ -242,8 +242,9 @@ static int s_full_handle(const s_ingest_t *g, transport_msg_t *msg, s_recv_state
         uint32_t hlen = (uint32_t)strlen(text);
         const void *parts[3] = {&hlen, text, frame};
         size_t lens[3] = {sizeof hlen, hlen, g->P * sizeof(float)};
+        const uint8_t *digests[3] = {NULL, NULL, digest}; /* the frame is not hashed again */
         journal_record_t rec;
-        if (journal_append(j, parts, lens, 3, &rec, &err) != 0) {
+        if (journal_append_digested(j, parts, lens, digests, 3, &rec, &err) != 0) {
             fprintf(stderr, "concord-bench ingest: journal: %s\n", err.msg);
             ok = 0;
         }
@@ -430,7 +431,8 @@ static void s_ingest_usage(FILE *fp) {
             "one ROUTER over tcp loopback; the clock runs from 'go' to the last message handled.\n"
             "  bare   the ROUTER receives every part and releases it\n"
             "  full   transport_recv + transport_open (digest of every frame, Ed25519, finiteness),\n"
-            "         identity/seq/round/base-digest/shape checks, L2 norm bound, the ledger digest,\n"
+            "         identity/seq/round/base-digest/shape checks, L2 norm bound, the ledger digest\n"
+            "         (the verified frame digest),\n"
             "         a signed Ack: what coordinator/rounds.c does for a plain update\n"
             "  full+journal:DIR   the same plus the journal append (write + fsync) the coordinator\n"
             "         does before the Ack, with the journal file in DIR\n"

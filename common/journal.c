@@ -76,6 +76,8 @@ struct journal {
     uint64_t end;       /* offset after the last valid record: where the next one goes */
     uint64_t next_seq;
     int failed;         /* FAILED state (see the diagram above) */
+    int defer_sync;     /* appends leave the fdatasync to journal_sync (group commit) */
+    int dirty;          /* records appended since the last fdatasync */
 };
 
 /* ---- little-endian encoding ---- */
@@ -191,7 +193,7 @@ static int s_start_fresh(journal_t *j, uint64_t round, cc_err_t *err) {
     if (s_pwritev_all(j->fd, &v, 1, 0, sizeof h) != 0) return s_fail(j, errno, "write", err);
     if (fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
     if (s_fsync_dir(j->path) != 0) return s_fail(j, errno, "fsync of directory", err);
-    j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0;
+    j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0, j->dirty = 0;
     return 0;
 }
 
@@ -499,9 +501,22 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
     free(trailer);
     if (rc == 0 && fault) errno = ENOSPC, rc = -1;
     if (rc != 0) return s_fail(j, errno, "write", err);
-    if (fdatasync(j->fd) != 0) return s_fail(j, errno, "fdatasync", err); /* JOURNAL-1 */
+    if (j->defer_sync) j->dirty = 1;
+    else if (fdatasync(j->fd) != 0) return s_fail(j, errno, "fdatasync", err); /* JOURNAL-1 */
     if (rec) *rec = (journal_record_t){j->end + S_REC_HEAD, (uint32_t)len, j->next_seq};
     j->end += total, j->next_seq++;
+    return 0;
+}
+
+void journal_defer_sync(journal_t *j, int on) { j->defer_sync = on != 0; }
+
+int journal_sync(journal_t *j, cc_err_t *err) {
+    if (j->failed)
+        return cc_err_set(err, CC_ERR_IO, "%s: an earlier write failed; reopen or reset the journal",
+                          j->path);
+    if (!j->dirty) return 0;
+    if (fdatasync(j->fd) != 0) return s_fail(j, errno, "fdatasync", err); /* JOURNAL-1 */
+    j->dirty = 0;
     return 0;
 }
 

@@ -15,7 +15,9 @@
  * the key, so no payload (clients' data) can carry a head that passes for a real one.
  * Durability invariants, cited as JOURNAL-n:
  *  JOURNAL-1  journal_append returns only after the record is written and fsync'ed: an
- *             Ack sent after it never refers to a lost update.
+ *             Ack sent after it never refers to a lost update. With journal_defer_sync on
+ *             (group commit), appends only write, and the records are durable once
+ *             journal_sync has returned 0: Acks wait for it.
  *  JOURNAL-2  A record is valid only if its head is genuine (magic and tag match, length
  *             and digest count within limits), it is complete, its checksum and its part
  *             digests match and its sequence number is the next one. Replay stops at the
@@ -106,6 +108,11 @@ int journal_append(journal_t *j, const void *const *parts, const size_t *part_le
 int journal_append_digested(journal_t *j, const void *const *parts, const size_t *part_lens,
                             const uint8_t *const *part_digests, size_t n_parts,
                             journal_record_t *rec, cc_err_t *err) CC_WUR;
+/* Group commit (JOURNAL-1): with on, appends write without fdatasync and journal_sync
+ * makes everything appended so far durable at once (one fdatasync for a burst of updates).
+ * A failed sync leaves the journal FAILED (JOURNAL-4), like a failed append. */
+void journal_defer_sync(journal_t *j, int on);
+int journal_sync(journal_t *j, cc_err_t *err) CC_WUR;
 /* Reads len bytes of a record's payload starting at byte `from` within it into buf.
  * from + len beyond the record is CC_ERR_ARG; a file shorter than the record, TRUNCATED. */
 int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,

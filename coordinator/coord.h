@@ -119,6 +119,7 @@ typedef struct {
     size_t n_participants;
     coord_update_t *updates;   /* accepted updates of the open round */
     size_t n_updates;
+    size_t n_acked;            /* updates[0..n_acked) are durable and acknowledged */
     journal_t *journal;
     double waiting_since;
 
@@ -166,6 +167,8 @@ typedef struct {
 /* rounds.c */
 void coord_set_state(coord_t *c, coord_state_t s);
 void coord_handle_message(coord_t *c, transport_msg_t *msg);
+/* Makes the updates accepted since the last call durable (one journal sync), then Acks them. */
+void coord_flush_acks(coord_t *c);
 void coord_tick(coord_t *c);           /* timers: deadlines, round start */
 double coord_next_timeout(const coord_t *c);
 int coord_start_round(coord_t *c);

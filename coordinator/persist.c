@@ -147,6 +147,7 @@ int coord_journal_add_open(coord_t *c, cc_err_t *err) {
     for (size_t i = 0; i < c->n_participants; i++) json_array_append_new(ids, json_string(c->participants[i]));
     json_t *hdr = json_pack("{s:s, s:I, s:o}", "type", "open", "round", (json_int_t)c->round, "participants", ids);
     int rc = s_append(c, hdr, NULL, 0, NULL, NULL, err);
+    rc = rc ? rc : journal_sync(c->journal, err); /* durable before any task leaves */
     json_decref(hdr);
     return rc;
 }
@@ -198,6 +199,7 @@ int coord_journal_add_targets(coord_t *c, cc_err_t *err) {
     memcpy(t + c->L, c->target_D, c->L * sizeof(float));
     memcpy(t + 2 * c->L, c->target_Hg, c->L * sizeof(float));
     int rc = s_append(c, hdr, t, 3 * c->L, NULL, NULL, err);
+    rc = rc ? rc : journal_sync(c->journal, err); /* durable before the training tasks leave */
     free(t);
     json_decref(hdr);
     return rc;
@@ -297,13 +299,15 @@ int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err) {
     journal_replay_t rep = {0};
     int rc = journal_open(path, c->round, &c->journal, replay ? &rep : NULL, err);
     if (rc) return rc;
-    c->n_updates = 0;
+    journal_defer_sync(c->journal, 1); /* group commit: coord_flush_acks syncs before Acking */
+    c->n_updates = c->n_acked = 0;
     c->n_participants = 0;
     if (!replay) return journal_reset(c->journal, c->round, err);
     if (rep.truncated)
         cc_log_warn("journal_truncated", "path=%s round=%llu action=\"cut off the partial last record\"",
                     path, (unsigned long long)c->round);
     for (size_t i = 0; i < rep.n && rc == 0; i++) rc = s_replay_record(c, &rep.records[i], err);
+    c->n_acked = c->n_updates; /* replayed: durable; their senders were (or are) told in their session */
     if (rep.n)
         cc_log_info("journal_replayed", "round=%llu participants=%zu updates=%zu", (unsigned long long)c->round,
                     c->n_participants, c->n_updates);

@@ -84,7 +84,7 @@ static int s_by_id(const void *a, const void *b) { return strcmp(a, b); }
 
 /* Clears the per-round state of §6.1/§6.2 for a new round. */
 static void s_reset_round(coord_t *c) {
-    c->n_updates = 0;
+    c->n_updates = c->n_acked = 0;
     c->targets_ready = 0;
     c->stats_phase = 0;
     memset(c->stat_have, 0, c->n_clients + 1);
@@ -198,8 +198,28 @@ static void s_maybe_close(coord_t *c) {
         s_close_round(c);
 }
 
+/* Group commit (JOURNAL-1): one fdatasync makes every update accepted since the last one
+ * durable, then each gets its Ack. The main loop calls this once per burst of messages
+ * (coord_tick), so a burst of K updates costs one sync, not K. */
+void coord_flush_acks(coord_t *c) {
+    if (c->n_acked >= c->n_updates) return;
+    cc_err_t err = {0};
+    if (journal_sync(c->journal, &err)) {
+        cc_log_error("journal_failed", "reason=\"%s\" action=\"updates not acknowledged; stopping\"", err.msg);
+        c->stop = 2;
+        return;
+    }
+    Concord__Ack ack = CONCORD__ACK__INIT;
+    ack.round = c->round;
+    for (size_t k = c->n_acked; k < c->n_updates; k++)
+        s_send(c, c->updates[k].id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+    c->n_acked = c->n_updates;
+}
+
 void coord_tick(coord_t *c) {
     double now = cc_now();
+    coord_flush_acks(c);
+    if (c->stop) return;
     s_maybe_close(c);
     coord_pump_tasks(c);
     if (c->state == COORD_WAITING) {
@@ -432,10 +452,7 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
     if (c->keep_updates) coord_archive_update(c, cl->id, delta);
     c->n_updates++;
     coord_gram_add(c, rec->slot);
-    COUNT(c->accepted_updates);
-    Concord__Ack ack = CONCORD__ACK__INIT;
-    ack.round = c->round;
-    s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+    COUNT(c->accepted_updates); /* its Ack leaves with the next group commit (coord_flush_acks) */
     cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu",
                 (unsigned long long)c->round, cl->id, (unsigned long long)u->n_samples, norm, c->n_updates,
                 c->n_participants);

@@ -868,3 +868,29 @@ Test(journal, too_many_digested_parts_are_refused) {
     journal_replay_free(&r);
     journal_close(&j);
 }
+
+/* Group commit: deferred appends become durable at journal_sync (they replay after a
+ * reopen); a failed write leaves the journal refusing both appends and syncs. */
+Test(journal, deferred_sync_group_commit) {
+    const char *path = s_path("group.journal");
+    journal_t *j = s_open(path, 4, NULL);
+    journal_defer_sync(j, 1);
+    cc_err_t err = {0};
+    cr_assert_eq(journal_sync(j, &err), 0, "sync with nothing appended: %s", err.msg);
+    s_append_str(j, "first");
+    s_append_str(j, "second");
+    cr_assert_eq(journal_sync(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_sync(j, &err), 0, "a second sync is a no-op: %s", err.msg);
+    journal_close(&j);
+    journal_replay_t r = {0};
+    j = s_open(path, 4, &r);
+    cr_expect_eq(r.n, 2, "both deferred records replay");
+    journal_replay_free(&r);
+    journal_defer_sync(j, 1);
+    journal_fault_fail_write_after = 1;
+    const void *parts[1] = {"third"};
+    size_t lens[1] = {5};
+    cr_expect_neq(journal_append(j, parts, lens, 1, NULL, &err), 0, "the simulated crash fails the append");
+    cr_expect_neq(journal_sync(j, &err), 0, "a failed journal refuses to sync");
+    journal_close(&j);
+}

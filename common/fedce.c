@@ -412,11 +412,14 @@ void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, c
 #undef GRAM
 }
 
-#define DOTS_BLOCK 4096
-#define DOTS_LANES 16
+#define DOTS_BLOCK 65536 /* floats: x's block (256 KiB) stays in L2 while every row streams */
+#define DOTS_LANES 32
 
-/* ⟨a, b⟩ over n ≤ DOTS_BLOCK floats: 16 independent lanes (vectorised), then the lanes in
- * order, then the tail. Symmetric in a, b bit for bit. */
+/* ⟨a, b⟩ over n ≤ DOTS_BLOCK floats: 32 independent lanes (vectorised), then the lanes in
+ * order, then the tail. Symmetric in a, b bit for bit. Compiled for AVX2 and for the
+ * baseline, picked at load time: the lanes do the same float multiply and add either way
+ * (no FMA contraction in ISO C mode), so both give the same bits. */
+__attribute__((target_clones("avx2", "default")))
 static double s_block_dot(const float *a, const float *b, size_t n) {
     float acc[DOTS_LANES] = {0};
     size_t i = 0;

@@ -188,7 +188,7 @@ int fedce_cos_all(double *cos, const float *const *deltas, const double *c, size
 void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, const double *c, size_t K);
 
 /* out[i] = ⟨rows[i], x⟩ (i < n), all P long, in one pass over the rows: block by block
- * (x's block stays in cache), each dot in a fixed order (16 float lanes per block of 4096,
+ * (x's block stays in cache), each dot in a fixed order (32 float lanes per block of 65536,
  * the blocks summed in double). The order depends only on the index, and a·b = b·a, so
  * ⟨u, v⟩ is bitwise the same whichever of u, v is the row: a Gram matrix built one row at
  * a time is the same whatever the order its rows arrived in. */

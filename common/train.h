@@ -33,7 +33,10 @@ typedef struct {
 
 /* Adds a regulariser's gradient for the current batch into reg_grad (n_params), using the
  * forward state of m (head inputs via model_head) and the batch's probabilities and labels
- * (class-sorted when pcn is on). Returns the regulariser's value. */
+ * (class-sorted when pcn is on). Returns the regulariser's value. It is called after the
+ * batch's own backward passes, so it may run backward passes of its own (the alignment
+ * penalty's propagation does), as long as it leaves m's parameters as it found them. Its
+ * gradient joins the step un-normalised in PCN-SGD and goes to Δ_reg in components mode. */
 typedef double (*train_penalty_fn)(void *ctx, model_t *m, const float *probs, const int32_t *y,
                                    int B, float *reg_grad);
 

@@ -9,6 +9,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -437,4 +438,39 @@ void fedce_dots(double *out, const float *const *rows, size_t n, const float *x,
         size_t len = P - s0 < DOTS_BLOCK ? P - s0 : DOTS_BLOCK;
         for (size_t i = 0; i < n; i++) out[i] += s_block_dot(rows[i] + s0, x + s0, len);
     }
+}
+
+typedef struct {
+    double *out;
+    const float *const *rows;
+    size_t n;
+    const float *x;
+    size_t P;
+} s_dots_job_t;
+
+static void *s_dots_run(void *arg) {
+    s_dots_job_t *j = arg;
+    fedce_dots(j->out, j->rows, j->n, j->x, j->P);
+    return NULL;
+}
+
+void fedce_dots_mt(double *out, const float *const *rows, size_t n, const float *x, size_t P, int threads) {
+    if (threads > 8) threads = 8;
+    if (threads < 2 || n < 2) {
+        fedce_dots(out, rows, n, x, P);
+        return;
+    }
+    if ((size_t)threads > n) threads = (int)n;
+    s_dots_job_t jobs[8];
+    pthread_t tid[8];
+    int started[8] = {0};
+    for (int t = 0; t < threads; t++) { /* contiguous ranges of rows: each dot is computed whole */
+        size_t a = n * (size_t)t / (size_t)threads, b = n * (size_t)(t + 1) / (size_t)threads;
+        jobs[t] = (s_dots_job_t){out + a, rows + a, b - a, x, P};
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, s_dots_run, &jobs[t]) == 0;
+        if (t > 0 && !started[t]) s_dots_run(&jobs[t]);
+    }
+    s_dots_run(&jobs[0]);
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(tid[t], NULL);
 }

@@ -193,6 +193,9 @@ void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, c
  * ⟨u, v⟩ is bitwise the same whichever of u, v is the row: a Gram matrix built one row at
  * a time is the same whatever the order its rows arrived in. */
 void fedce_dots(double *out, const float *const *rows, size_t n, const float *x, size_t P);
+/* The same, the rows split between `threads` threads (each dot computed whole by one
+ * thread: the same bits as fedce_dots). */
+void fedce_dots_mt(double *out, const float *const *rows, size_t n, const float *x, size_t P, int threads);
 
 /* Rounding bound of the blocked sums, the cancellation threshold of item 2. */
 double fedce_cancel_tol(size_t P);

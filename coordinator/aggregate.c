@@ -57,7 +57,7 @@ void coord_gram_add(coord_t *c, size_t slot) {
     const float **rows = cc_xcalloc(n + 1, sizeof *rows);
     double *dots = cc_xcalloc(n + 1, sizeof *dots);
     for (size_t k = 0; k < n; k++) rows[k] = c->U + c->updates[k].slot * c->P;
-    fedce_dots(dots, rows, n, c->U + slot * c->P, c->P);
+    fedce_dots_mt(dots, rows, n, c->U + slot * c->P, c->P, c->agg_threads);
     for (size_t k = 0; k < n; k++) {
         size_t j = c->updates[k].slot;
         c->gram[slot * N + j] = c->gram[j * N + slot] = (float)dots[k];
@@ -255,6 +255,7 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         free(sum);
     }
     if (!rc) {
+        if (c->fedce && c->fedce_minus) coord_minus_build(c, weights, theta); /* reads θ_t: before the replace */
         coord_params_replace(c, theta);
         wire_digest_floats(c->digest, c->params, c->P);
     } else {

@@ -763,5 +763,9 @@ Test(fedce, dots_are_exact_enough_and_order_free) {
         for (size_t i = 0; i <= j; i++) G2[N - 1 - i][k] = G2[k][N - 1 - i] = tmp[i];
     }
     cr_expect_eq(memcmp(G1, G2, sizeof G1), 0, "the Gram matrix depends on the arrival order");
+    double mt[N];
+    fedce_dots_mt(mt, rows, N, rows[2], P, 2);
+    fedce_dots(got, rows, N, rows[2], P);
+    cr_expect_eq(memcmp(mt, got, sizeof mt), 0, "2 threads differ from 1");
     free(U);
 }

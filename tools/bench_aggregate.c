@@ -125,7 +125,7 @@ static void s_gram_row(s_agg_t *a, size_t k) {
     const float **rows = cc_xcalloc(k + 1, sizeof *rows);
     double *d = cc_xcalloc(k + 1, sizeof *d);
     for (size_t j = 0; j <= k; j++) rows[j] = a->U + j * a->P;
-    fedce_dots(d, rows, k + 1, a->U + k * a->P, a->P);
+    fedce_dots_mt(d, rows, k + 1, a->U + k * a->P, a->P, a->threads);
     for (size_t j = 0; j <= k; j++) a->G[k * a->K + j] = a->G[j * a->K + k] = (float)d[j];
     free(rows), free(d);
 }

@@ -36,7 +36,7 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "federation.extension_s", "30", "one extension when the deadline passes without quorum");
     config_declare(cfg, "federation.seed", "1", "seed of the initial model and of every client's training");
     config_declare(cfg, "federation.bind", "tcp://*:7700", "ZeroMQ endpoint the coordinator binds");
-    config_declare(cfg, "federation.task_window_mb", "64",
+    config_declare(cfg, "federation.task_window_mb", "32",
                    "with CURVE, tasks in flight hold at most this many MiB of encrypted model copies (at least one task)");
     config_declare(cfg, "federation.task_confirm_s", "10",
                    "a task its client has not confirmed after this many seconds stops counting against the window");
@@ -63,9 +63,15 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "aggregation.trim", "0.1", "trimmed_mean: share cut at each end of every coordinate (0 - 0.49)");
     config_declare(cfg, "fedce.combine", "plus", "plus: w = (a + b)/2 | times: w = a * b");
     config_declare(cfg, "fedce.metric", "balanced_accuracy", "the clients' minus-model score: balanced_accuracy | accuracy | macro_f1 | loss");
+    config_declare(cfg, "fedce.minus_model", "client",
+                   "who builds the minus model: client (from its own last update) | coordinator (sent with each task)");
     config_declare(cfg, "alignment.variants", "none", "none, or a comma list of gradient, hessian_diag, hgp (DESIGN 6.2)");
     config_declare(cfg, "alignment.alpha", "1e-4", "weight of the Hessian terms (hessian_diag, hgp)");
     config_declare(cfg, "alignment.beta", "5e-3", "weight of the gradient term");
+    config_declare(cfg, "alignment.propagate", "false",
+                   "the gradient term also reaches the feature layers (two extra backward passes per batch)");
+    config_declare(cfg, "alignment.propagate_eps", "1e-3",
+                   "relative finite-difference step of propagate: the head moves by this share of its norm");
     config_declare(cfg, "per_class.mode", "off", "off | client (PCN-SGD) | server (per client) | federation (after weighting), DESIGN 6.3");
     config_declare(cfg, "storage.ledger", "ledger.jsonl", "contribution ledger, one signed line per round (empty: off)");
     config_declare(cfg, "storage.keep_updates", "false", "archive every accepted update as safetensors under state_dir/updates");
@@ -182,6 +188,7 @@ static int s_settings(coord_t *c, cc_err_t *err) {
         rc = cc_err_set(err, CC_ERR_ARG, "[fedce] combine");
     rc = rc ? rc : config_get_choice(g, "fedce.metric", "balanced_accuracy|accuracy|macro_f1|loss", &idx, err);
     if (!rc) snprintf(c->fedce_metric, sizeof c->fedce_metric, "%s", config_get(g, "fedce.metric"));
+    rc = rc ? rc : config_get_choice(g, "fedce.minus_model", "client|coordinator", &c->fedce_minus, err);
     rc = rc ? rc : config_get_str(g, "alignment.variants", &str, err);
     if (!rc && align_variants_parse(str, &c->align_variants))
         rc = cc_err_set(err, CC_ERR_ARG, "%s: [alignment] variants: expected none or a comma list of gradient, "
@@ -190,6 +197,11 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     c->align_alpha = (float)d;
     rc = rc ? rc : config_get_double(g, "alignment.beta", 0.0, 1e6, &d, err);
     c->align_beta = (float)d;
+    int propagate = 0;
+    rc = rc ? rc : config_get_bool(g, "alignment.propagate", &propagate, err);
+    c->training.align_propagate = propagate != 0;
+    rc = rc ? rc : config_get_double(g, "alignment.propagate_eps", 1e-6, 0.1, &d, err);
+    c->training.align_propagate_eps = (float)d;
     rc = rc ? rc : config_get_choice(g, "per_class.mode", "off|client|server|federation", &c->per_class, err);
     if (!rc) snprintf(c->per_class_name, sizeof c->per_class_name, "%s", config_get(g, "per_class.mode"));
     rc = rc ? rc : config_get_bool(g, "storage.keep_updates", &c->keep_updates, err);
@@ -480,8 +492,8 @@ static void s_alloc_round_state(coord_t *c) {
     c->stat_have = cc_xcalloc(n, 1);
     c->task_state = cc_xcalloc(n, 1);
     c->task_sent_at = cc_xcalloc(n, sizeof *c->task_sent_at);
-    /* Each task in flight under CURVE holds an encrypted copy of θ in ZeroMQ. */
-    double per_task = (double)c->P * sizeof(float);
+    /* Each task in flight under CURVE holds an encrypted copy of θ in ZeroMQ (and of θ⁻_k). */
+    double per_task = (double)c->P * sizeof(float) * (c->fedce && c->fedce_minus ? 2 : 1);
     c->task_window = !c->curve ? SIZE_MAX : (size_t)fmax(1.0, floor(c->task_window_mb * 1048576.0 / per_task));
     c->target_g = cc_xcalloc(c->L, sizeof(float)), c->target_D = cc_xcalloc(c->L, sizeof(float));
     c->target_Hg = cc_xcalloc(c->L, sizeof(float));
@@ -520,6 +532,7 @@ static void s_teardown(coord_t *c) {
     free(c->target_g), free(c->target_D), free(c->target_Hg), free(c->gap_g), free(c->gap_d);
     free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
     free(c->gram);
+    coord_minus_release(&c->minus);
 }
 
 static int s_run(coord_t *c, s_paths_t *p) {

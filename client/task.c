@@ -411,7 +411,8 @@ static int s_train_phase(client_t *c, const Concord__Task *t, const s_tensors_t 
     if (s && s->fedce) r.data_score = s_data_score(c, t, tt, &r.minus), r.has_score = 1;
     align_penalty_t pen = {.variants = s ? s->align_variants : 0, .alpha = s ? s->align_alpha : 0,
                            .beta = s ? s->align_beta : 0, .g_target = tt->align_g, .D_target = tt->align_D,
-                           .Hg_target = tt->align_Hg};
+                           .Hg_target = tt->align_Hg, .propagate = s && s->align_propagate,
+                           .propagate_eps = s ? s->align_propagate_eps : 0};
     /* Without targets (the statistics phase missed its quorum) a term cannot apply. */
     if (!pen.g_target) pen.variants &= ~ALIGN_GRADIENT;
     if (!pen.D_target) pen.variants &= ~ALIGN_HESS_DIAG;

@@ -185,15 +185,17 @@ int client_fedce_load(client_t *c) {
 }
 
 /* b_k of this round: score the minus model θ⁻_k (the federation's last step without this
- * client) on the validation split, when the coordinator used our update last round. */
+ * client) on the validation split, when the coordinator used our update last round: the
+ * θ⁻_k the task carries ([fedce] minus_model = coordinator), or else the one rebuilt from
+ * our own θ_{t−1} and Δ̃_k of that round. */
 static double s_data_score(client_t *c, const Concord__Task *t, const s_tensors_t *tt, Concord__Metrics *minus) {
     const Concord__TrainSettings *s = t->training;
     size_t P = c->model->n_params;
     int scored = 0;
     double score = 0.0;
     concord__metrics__init(minus);
-    int have_prev = c->prev_round >= 0 && (uint64_t)c->prev_round == t->prev_round && t->fedce_coef > 0.0 &&
-                    t->fedce_coef < 1.0 && c->val && c->val->n;
+    int own_prev = c->prev_round >= 0 && (uint64_t)c->prev_round == t->prev_round;
+    int have_prev = (tt->minus || own_prev) && t->fedce_coef > 0.0 && t->fedce_coef < 1.0 && c->val && c->val->n;
     if (have_prev) {
         float *saved = cc_xalloc_floats(P);
         cc_err_t err = {0};
@@ -215,7 +217,8 @@ static double s_data_score(client_t *c, const Concord__Task *t, const s_tensors_
     double b = 1.0;
     cc_err_t err = {0};
     if (fedce_client_score(&b, &hist, scored, score, &err) == 0) c->score_sum = hist.sum, c->score_n = hist.n;
-    cc_log_info("fedce_score", "round=%llu scored=%d score=%.4f b=%.4f", (unsigned long long)t->round, scored, score, b);
+    cc_log_info("fedce_score", "round=%llu scored=%d minus_from=%s score=%.4f b=%.4f", (unsigned long long)t->round,
+                scored, !scored ? "none" : tt->minus ? "coordinator" : "client", score, b);
     return b;
 }
 

@@ -80,6 +80,7 @@ typedef struct {
     int standardize;           /* 0 none, 1 local, 2 federated */
     int fedce;                 /* [aggregation] weighting = fedce (§6.1) */
     int fedce_mode;            /* fedce_mode_t: plus | times */
+    int fedce_minus;           /* [fedce] minus_model: 0 client, 1 coordinator (minus.c) */
     char fedce_metric[32];
     unsigned align_variants;   /* §6.2: ALIGN_* bit mask, 0 = off */
     float align_alpha, align_beta;
@@ -143,6 +144,7 @@ typedef struct {
     double *fedce_cos, *fedce_a, *fedce_b;  /* (n_clients) this round, by slot, for history */
     float *U;                  /* (n_clients, P) Δ̃ of the open round by slot (FedCE only) */
     float *gram;               /* (n_clients, n_clients) ⟨Δ̃_i, Δ̃_j⟩ of the updates so far, by slot */
+    struct coord_minus *minus; /* minus_model = coordinator: θ⁻_k of the last aggregation (minus.c) */
 
     /* What tasks send (θ_t, standardiser, targets), frozen per phase and sent without
      * copying; reference-counted because ZeroMQ may still hold it when the next phase or
@@ -214,6 +216,21 @@ void coord_gram_add(coord_t *c, size_t slot);
 void coord_params_free(coord_t *c);
 size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */
 int coord_journal_add_targets(coord_t *c, cc_err_t *err);
+
+/* minus.c: FedCE minus models computed by the coordinator (§6.1, minus_model = coordinator).
+ * build: at a FedCE close, before θ_t (c->params) is replaced by theta_next (P): θ⁻_k of
+ * every update k < n_updates aggregated with weight 0 < w[k] < 1; replaces the set. */
+void coord_minus_build(coord_t *c, const double *w, const float *theta_next);
+/* id's θ⁻ (P floats owned by m, valid while a reference is held) with the weight its update
+ * had and the round it was aggregated in; NULL (coef, round untouched) if m has none. */
+const float *coord_minus_find(const struct coord_minus *m, const char *id, double *coef, uint64_t *round);
+struct coord_minus *coord_minus_ref(struct coord_minus *m);   /* +1 reference; NULL allowed */
+void coord_minus_release(struct coord_minus **m);             /* −1 reference; *m = NULL */
+/* Checkpoint sections "minus_meta" and "minus" (nothing without a set); load installs the
+ * saved set, or none if the checkpoint has no sections. */
+struct snapshot;
+void coord_minus_save(const coord_t *c, struct snapshot *s);
+int coord_minus_load(coord_t *c, const struct snapshot *s, cc_err_t *err);
 
 /* persist.c */
 int coord_checkpoint_save(coord_t *c, cc_err_t *err);

@@ -1,6 +1,7 @@
 /* persist.c — the coordinator's durable state (DESIGN §7).
  *
- *  - Checkpoint (snapshot sections "meta" JSON, "params", "std_mean", "std_std"), written
+ *  - Checkpoint (snapshot sections "meta" JSON, "params", "std_mean", "std_std", and with
+ *    minus_model = coordinator "minus_meta", "minus": the FedCE minus models), written
  *    at every round transition; it is the commit point of a round (history lines of rounds
  *    it does not cover are dropped on restart).
  *  - Journal of the open round: an "open" record naming the participants, then one record
@@ -53,6 +54,7 @@ int coord_checkpoint_save(coord_t *c, cc_err_t *err) {
         snapshot_put(s, "std_mean", c->std->mean, c->std->d * sizeof(float));
         snapshot_put(s, "std_std", c->std->std, c->std->d * sizeof(float));
     }
+    if (c->fedce && c->fedce_minus) coord_minus_save(c, s); /* tasks resent after a restart carry the same θ⁻_k */
     int rc = snapshot_dir_save(c->state_dir, c->round, s, c->keep_checkpoints, err);
     free(text);
     json_decref(meta);
@@ -114,6 +116,7 @@ int coord_checkpoint_load(coord_t *c, cc_err_t *err) {
         rc = cc_err_set(err, CC_ERR_CORRUPT, "checkpoint of round %llu lacks meta or params of %zu floats",
                         (unsigned long long)round, c->P);
     if (!rc) rc = s_restore_meta(c, meta, len, err);
+    if (!rc && c->fedce && c->fedce_minus) rc = coord_minus_load(c, s, err);
     if (!rc) {
         memcpy(c->params, params, plen);
         wire_digest_floats(c->digest, c->params, c->P);

@@ -53,6 +53,7 @@ struct coord_snapshot {
     size_t P, d, L;
     size_t n_sections; /* SEC_ALIGN_G when alignment is off: the targets are not copied */
     uint8_t digest[SEC_COUNT][WIRE_DIGEST_BYTES]; /* of each section, hashed once */
+    struct coord_minus *minus; /* a reference: the θ⁻_k frames point into it (minus.c) */
     int refs;      /* the coordinator's own + one per frame queued in ZeroMQ */
 };
 
@@ -62,6 +63,7 @@ static void s_snapshot_release(void *data, void *hint) {
     if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         if (s->parent) s_snapshot_release(NULL, s->parent);
         else free(s->theta);
+        coord_minus_release(&s->minus);
         free(s->extra);
         free(s);
     }
@@ -89,6 +91,7 @@ void coord_snapshot_refresh(coord_t *c) {
     s->P = c->P, s->d = (size_t)c->spec.n_inputs, s->L = c->L, s->refs = 1;
     s->n_sections = c->align_variants ? SEC_COUNT : SEC_ALIGN_G;
     s->theta = c->params;
+    s->minus = coord_minus_ref(c->minus);
     if (c->params_frozen && old) s->parent = old; /* inherits the coordinator's reference */
     else s_snapshot_drop(c);
     c->params_frozen = 1;
@@ -125,14 +128,31 @@ void coord_params_free(coord_t *c) {
     c->params = NULL;
 }
 
+/* minus_model = coordinator: id's θ⁻_k goes with its training task as the frame
+ * "minus_params", with the weight and round it comes from; without one, c_k = 0 makes the
+ * client skip scoring this round, as a client without a previous update does. Returns the
+ * number of frames added (its digest is left to sealing: each θ⁻_k goes to one client). */
+static size_t s_minus_frame(const coord_t *c, const char *id, int phase, Concord__Task *task, wire_frame_t *frame,
+                            Concord__TensorInfo *ti, uint32_t *shape) {
+    const float *minus = phase == 0 ? coord_minus_find(c->snap->minus, id, &task->fedce_coef, &task->prev_round) : NULL;
+    if (!minus) {
+        task->fedce_coef = 0.0, task->prev_round = 0;
+        return 0;
+    }
+    *frame = (wire_frame_t){minus, c->P};
+    *shape = (uint32_t)c->P;
+    concord__tensor_info__init(ti);
+    ti->name = (char *)"minus_params", ti->n_shape = 1, ti->shape = shape;
+    return 1;
+}
 
 void coord_send_task(coord_t *c, const char *id, int phase) {
     Concord__Task task = CONCORD__TASK__INIT;
-    Concord__TensorInfo ti[SEC_COUNT], *tp[SEC_COUNT];
+    Concord__TensorInfo ti[SEC_COUNT + 1], *tp[SEC_COUNT + 1];
     static const char *names[SEC_COUNT] = {"params", "std_mean", "std_std", "align_g", "align_D", "align_Hg"};
-    wire_frame_t frames[SEC_COUNT];
-    const uint8_t *digests[SEC_COUNT];
-    uint32_t shapes[SEC_COUNT];
+    wire_frame_t frames[SEC_COUNT + 1];
+    const uint8_t *digests[SEC_COUNT + 1];
+    uint32_t shapes[SEC_COUNT + 1];
     int secs[SEC_COUNT];
     size_t n = 0;
     if (!c->snap) coord_snapshot_refresh(c);
@@ -152,6 +172,9 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
         ti[i].name = (char *)names[secs[i]], ti[i].n_shape = 1, ti[i].shape = &shapes[i];
         tp[i] = &ti[i];
     }
+    s_fedce_coef(c, id, &task.fedce_coef, &task.prev_round);
+    if (c->fedce && c->fedce_minus && s_minus_frame(c, id, phase, &task, &frames[n], &ti[n], &shapes[n]))
+        digests[n] = NULL, tp[n] = &ti[n], n++;
     task.round = c->round;
     task.phase = (uint32_t)phase;
     task.model_digest.data = c->digest;
@@ -161,7 +184,6 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     double left = c->deadline - cc_now();
     task.deadline_ms = left > 0 ? (uint64_t)(left * 1000.0) : 0;
     task.training = &c->training;
-    s_fedce_coef(c, id, &task.fedce_coef, &task.prev_round);
     cc_err_t err = {0};
     if (coord_seq_reserve(c, &err)) {
         cc_log_warn("send_failed", "peer=%s reason=\"%s\"", id, err.msg);

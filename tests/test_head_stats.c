@@ -272,6 +272,23 @@ Test(head_stats, propagation_touches_only_feature_entries_and_restores_the_head)
     model_destroy(&m);
 }
 
+/* A softmax model has no feature layers: propagation changes nothing, bit for bit. */
+Test(head_stats, propagation_on_a_softmax_model_is_a_no_op) {
+    model_spec_t spec = {.n_inputs = PD, .n_classes = PC};
+    cc_err_t err = {0};
+    cr_assert_eq(model_spec_parse("softmax", &spec, &err), 0);
+    model_t *m = model_new(&spec, &err);
+    model_init(m, 2);
+    dataset_t *ds = s_data(PB, 7);
+    float *gt = s_gtarget(m), *off = malloc(m->n_params * 4), *on = malloc(m->n_params * 4);
+    s_rg_grad(m, 0, 0.0f, gt, ds, off);
+    s_rg_grad(m, 1, 0.0f, gt, ds, on);
+    cr_expect_eq(memcmp(off, on, m->n_params * 4), 0);
+    free(gt), free(off), free(on);
+    dataset_destroy(&ds);
+    model_destroy(&m);
+}
+
 /* ---- the propagation inside train_run: every step kind (DESIGN §6.2 with §6.3) ---------- */
 
 typedef struct {

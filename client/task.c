@@ -195,7 +195,11 @@ static double s_data_score(client_t *c, const Concord__Task *t, const s_tensors_
     double score = 0.0;
     concord__metrics__init(minus);
     int own_prev = c->prev_round >= 0 && (uint64_t)c->prev_round == t->prev_round;
-    int have_prev = (tt->minus || own_prev) && t->fedce_coef > 0.0 && t->fedce_coef < 1.0 && c->val && c->val->n;
+    /* A task of a round we already trained for (sent again after a reconnect or a restart of
+     * either side) was scored then: its score is in the mean already and must not count twice. */
+    int repeat = c->prev_round >= 0 && (uint64_t)c->prev_round == t->round;
+    int have_prev = !repeat && (tt->minus || own_prev) && t->fedce_coef > 0.0 && t->fedce_coef < 1.0 && c->val &&
+                    c->val->n;
     if (have_prev) {
         float *saved = cc_xalloc_floats(P);
         cc_err_t err = {0};

@@ -74,12 +74,16 @@ mode = server
 [storage]
 keep_updates = true
 INI
+# B_REF=LABEL compares with an uninterrupted run made earlier instead of running one.
 run_b() {
   local label=$1; shift
+  local ref=${B_REF:-$label-ref}
   local common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 2
                 --split dirichlet:1.0 --seed 11 "$@")
-  "$build/concord-sim" "${common[@]}" --workdir "$tmp/$label-ref" >"$tmp/$label-ref.out" 2>&1 ||
-    { cat "$tmp/$label-ref.out"; fail "B/$label: reference run"; }
+  if [ "$ref" = "$label-ref" ]; then
+    "$build/concord-sim" "${common[@]}" --workdir "$tmp/$ref" >"$tmp/$ref.out" 2>&1 ||
+      { cat "$tmp/$ref.out"; fail "B/$label: reference run"; }
+  fi
   "$build/concord-sim" "${common[@]}" --workdir "$tmp/$label" --prepare-only >/dev/null
   b2=$tmp/$label
   local extra_cfg=()
@@ -104,11 +108,27 @@ run_b() {
   wait_for '! kill -0 "$coord" 2>/dev/null' 90
   wait "$coord" || fail "B/$label: restarted coordinator exited with an error"
   grep -q "journal_replayed round=1" "$b2/logs/coordinator.log" || fail "B/$label: no journal replay after the restart"
-  cmp "$tmp/$label-ref/final-model.ckpt" "$b2/final-model.ckpt" || fail "B/$label: final model differs from the uninterrupted run"
-  echo "B/$label: resumed run's final model is bit-identical to the uninterrupted one"
+  cmp "$tmp/$ref/final-model.ckpt" "$b2/final-model.ckpt" || fail "B/$label: final model differs from the uninterrupted run ($ref)"
+  echo "B/$label: resumed run's final model is bit-identical to the uninterrupted one ($ref)"
 }
 run_b fedavg
 run_b all --config "$tmp/all.ini"
+# The coordinator builds the minus models (fedce.minus_model = coordinator) with the client
+# route's formula on the same floats: a crashed and resumed run of it must end in the final
+# model of the uninterrupted client-route run above, with the same FedCE data scores.
+{ cat "$tmp/all.ini"; printf '[fedce]\nminus_model = coordinator\n'; } >"$tmp/allcoord.ini"
+B_REF=all-ref run_b allcoord --config "$tmp/allcoord.ini"
+for s in site1 site2 site3; do
+  grep -q "minus_from=coordinator" "$tmp/allcoord/logs/$s.log" || fail "B/allcoord: $s never scored a minus model from its task"
+  ! grep -q "minus_from=client" "$tmp/allcoord/logs/$s.log" || fail "B/allcoord: $s rebuilt a minus model itself"
+done
+$py - "$tmp/all-ref/history.jsonl" "$tmp/allcoord/history.jsonl" <<'PY'
+import json, sys
+ref, got = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+scores = lambda h: [{k: v["fedce_data"] for k, v in l["clients"].items()} for l in h]
+assert scores(ref) == scores(got), (scores(ref), scores(got))
+print("B/allcoord: fedce_data of every client and round equal to the client route's:", scores(got)[-1])
+PY
 $py - "$tmp/all/history.jsonl" <<'PY'
 import json, sys
 last = [json.loads(l) for l in open(sys.argv[1])][-1]

@@ -94,7 +94,9 @@ static int s_fedce_weights(coord_t *c, double *w, cc_err_t *err) {
         c->fedce_cos[slot] = K >= 2 ? cos[k] : NAN;
         c->fedce_a[slot] = a[k];
         c->fedce_b[slot] = b[k];
-        c->fedce_round[part[k]] = (int64_t)c->round;
+        /* K = 1 leaves the coefficient as it was: it still belongs to its older round, which a
+         * client's saved update of this round does not match, so it scores no minus model. */
+        if (K >= 2) c->fedce_round[part[k]] = (int64_t)c->round;
     }
     free(part), free(coef), free(cos), free(a), free(b);
     return rc;

@@ -6,7 +6,10 @@
  *    on θ_0, θ_1 and Δ_k), so both routes give the clients the same scores;
  *  - after a kill -9 mid-round and a restart, a client still owing its update gets the same
  *    θ⁻_k bits and the same c_k again (they come from the checkpoint);
- *  - with minus_model = client (the default) no task carries one. */
+ *  - with minus_model = client (the default) no task carries one;
+ *  - a client aggregated alone (w = 1) gets no minus model next round, and no coefficient
+ *    its own saved update would match (regression: the task named the lone round with the
+ *    older coefficient, and the client route scored a wrong minus model). */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -63,14 +66,14 @@ static void s_keys(void) {
     fclose(fp);
 }
 
-static void s_write_config(const char *minus_model) {
+static void s_write_config(const char *minus_model, double deadline_s) {
     snprintf(s_ini, sizeof s_ini, "%s/coordinator.ini", s_dir);
     FILE *fp = fopen(s_ini, "w");
-    fprintf(fp, "[federation]\nrounds = 3\nmin_clients = %d\nround_deadline_s = 30\nbind = tcp://127.0.0.1:%d\n"
-                "enrolment = enrolment.txt\n[model]\narch = softmax\ninputs = 4\nclasses = 3\nstandardize = none\n"
+    fprintf(fp, "[federation]\nrounds = 3\nmin_clients = %d\nround_deadline_s = %g\nquorum = 0.3\n"
+                "bind = tcp://127.0.0.1:%d\nenrolment = enrolment.txt\n[model]\narch = softmax\ninputs = 4\nclasses = 3\nstandardize = none\n"
                 "[aggregation]\nmax_update_norm = 10\nweighting = fedce\n[fedce]\nminus_model = %s\n"
                 "[security]\nidentity = coordinator.key\n[storage]\nstate_dir = state\nexport = final\n"
-                "[metrics]\nhistory = history.jsonl\n", K, s_port, minus_model);
+                "[metrics]\nhistory = history.jsonl\n", K, deadline_s, s_port, minus_model);
     fclose(fp);
 }
 
@@ -86,17 +89,20 @@ static void s_start_coordinator(void) {
     usleep(300 * 1000);
 }
 
-static void s_setup(const char *minus_model) {
+static void s_setup(const char *minus_model, double deadline_s) {
     snprintf(s_dir, sizeof s_dir, "/tmp/concord-minus-test-XXXXXX");
     cr_assert_not_null(mkdtemp(s_dir));
     s_port = s_free_port();
     s_keys();
-    s_write_config(minus_model);
+    s_write_config(minus_model, deadline_s);
     s_start_coordinator();
     s_ctx = zmq_ctx_new();
 }
-static void setup_coordinator(void) { s_setup("coordinator"); }
-static void setup_client(void) { s_setup("client"); }
+static void setup_coordinator(void) { s_setup("coordinator", 30); }
+static void setup_client(void) { s_setup("client", 30); }
+/* Rounds close 3 s after they start with whoever answered (quorum 0.3: one of three). */
+static void setup_coordinator_short(void) { s_setup("coordinator", 3); }
+static void setup_client_short(void) { s_setup("client", 3); }
 
 static void teardown(void) {
     if (s_coord > 0) kill(s_coord, SIGKILL), waitpid(s_coord, NULL, 0);
@@ -297,4 +303,32 @@ Test(fedce_minus, client_mode_sends_no_minus_model, .init = setup_client, .fini 
         cr_expect(t1[k].coef > 0.0 && t1[k].coef < 1.0 && t1[k].prev_round == 0,
                   "but c_k and its round, to rebuild it (c = %g)", t1[k].coef);
     }
+}
+
+/* Round 1 closes at its deadline with alice's update alone (w = 1); returns her round-2 task. */
+static void s_alone_in_round1(s_task_t *t2) {
+    s_client_t cl[K];
+    float delta[K][P], theta0[P];
+    s_task_t t1[K];
+    s_round0(cl, delta, theta0, t1);
+    s_update(&cl[0], &t1[0], delta[1], s_b[0]);
+    s_expect_task(&cl[0], 2, t2);
+}
+
+Test(fedce_minus, coordinator_mode_a_client_aggregated_alone_gets_no_minus_model, .init = setup_coordinator_short,
+     .fini = teardown, .timeout = 60) {
+    s_task_t t2;
+    s_alone_in_round1(&t2);
+    cr_expect(!t2.has_minus, "alone in round 1: no minus model in round 2");
+    cr_expect_eq(t2.coef, 0.0, "and c_k = 0, so the client skips scoring");
+}
+
+Test(fedce_minus, client_mode_a_client_aggregated_alone_gets_no_coefficient_for_that_round,
+     .init = setup_client_short, .fini = teardown, .timeout = 60) {
+    s_task_t t2;
+    s_alone_in_round1(&t2);
+    cr_expect(!t2.has_minus);
+    /* The client trained in round 1: a coefficient said to be round 1's would make it rebuild
+     * a minus model from its round-1 update with a weight that update never had. */
+    cr_expect_neq(t2.prev_round, 1, "the coefficient (%g) is not presented as round 1's", t2.coef);
 }

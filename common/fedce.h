@@ -57,6 +57,8 @@
  *        coordinator:  θ⁻_k = θ_{t−1} + η_s (A − c_k Δ_k) / (1 − c_k),  A = Σ_j c_j Δ_j
  *        minus aggregate (FedAvgM / FedAdam): A⁻_k = (A − c_k Δ_k) / (1 − c_k); run the
  *        server optimiser's step with A⁻_k on a copy of its pre-step state.
+ *    With [fedce] minus_model = coordinator the coordinator calls the client formula on the
+ *    θ_{t−1}, θ_t and Δ_k it holds (coordinator/minus.c): both routes give the same bits.
  *    All equal θ_{t−1} + η_s Σ_{j≠k} (c_j / (1 − c_k)) Δ_j. c_k = 1 (the client was alone)
  *    is an error; rounding in θ_t is amplified by 1/(1 − c_k). With η_s = 1 the client
  *    formula is the reference's (θ_t − c_k θ_k,local)/(1 − c_k).

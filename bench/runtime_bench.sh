@@ -139,7 +139,8 @@ if want memory; then
         # The model: an MLP d-1000-2, P = 1000·(d+1) + 2002, whose softmax head (what the
         # alignment buffers are sized by) is small, as in any real model. (With arch = softmax
         # the head is the whole model, and the task snapshot, which always copies the three
-        # alignment-target buffers, holds 4P instead of P: two softmax runs below show it.)
+        # alignment-target buffers, held 4P instead of P before it copied them only with
+        # alignment on: the two softmax runs below check that.)
         export ARCH=mlp:1000
         for P in 1000000 10000000; do
             D=$((P / 1000 - 1))
@@ -148,9 +149,11 @@ if want memory; then
                 daemon_run mem-fedavg-burst-$K-$P "$K" "$D" 2 fedavg 3 0
                 daemon_run mem-fedce-burst-$K-$P "$K" "$D" 2 fedce 3 0
                 # spread: arrivals over twice the time the coordinator needs to ingest them one by
-                # one (~3 BLAKE2b passes per update at ~0.7 GB/s), so they do not queue up
+                # one (one BLAKE2b pass per update at ~0.7 GB/s, plus CURVE), so they do not queue up
                 S=$(awk -v k="$K" -v p="$P" 'BEGIN{printf "%.2f", 2 * k * p * 4 * 3 / 0.7e9}')
                 daemon_run mem-fedavg-spread-$K-$P "$K" "$D" 2 fedavg 3 "$S"
+                # burst and no CURVE: tasks leave at once (no window), every answer arrives together
+                LG_FLAGS=--no-curve daemon_run mem-fedavg-burst-nocurve-$K-$P "$K" "$D" 2 fedavg 3 0 --set security.curve=false
                 # spread and no CURVE (plain TCP): no per-connection encrypted copy of θ
                 LG_FLAGS=--no-curve daemon_run mem-fedavg-spread-nocurve-$K-$P "$K" "$D" 2 fedavg 3 "$S" --set security.curve=false
                 LG_FLAGS=--no-curve daemon_run mem-fedce-spread-nocurve-$K-$P "$K" "$D" 2 fedce 3 "$S" --set security.curve=false
@@ -247,14 +250,13 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
         agg * 1e3, close * 1e3, tgt, na * 1e3, nm * 1e3, nf * 1e3, na / agg, na / close, nm / agg, nm / close))
     if j["weighting"] == "fedavg":
         fa = j["fedavg"]
-        extra.append("fedavg K=%d P=%s: memory %.2f ms (%.0f%%), journal %.2f ms (%.0f%%), blocked from memory %.2f ms (%.0f%%), blocked from journal %.2f ms (%.0f%%), model digest %.2f ms" % tuple(
-            [j["clients"], f"{j['params']:,}"] + [x for k in ("memory", "journal", "memory_blocked", "journal_blocked") for x in (fa[k]["seconds"] * 1e3, 100 * fa[k]["fraction_of_bandwidth"])] + [j["digest_s"] * 1e3]))
+        extra.append("fedavg K=%d P=%s: from memory %.2f ms (%.0f%%), from the journal %.2f ms (%.0f%%, the coordinator's path), from the journal on 1 thread %.2f ms (%.0f%%), model digest %.2f ms" % tuple(
+            [j["clients"], f"{j['params']:,}"] + [x for k in ("memory", "journal", "journal_1thread") for x in (fa[k]["seconds"] * 1e3, 100 * fa[k]["fraction_of_bandwidth"])] + [j["digest_s"] * 1e3]))
     else:
-        fc, alt = j["fedce"], j.get("fedce_alternatives", {})
-        extra.append("fedce K=%d P=%s: gram (ssyrk) %.2f ms [%.1f GFLOP/s], weights %.3f ms, sgemv %.2f ms, step %.2f ms, model digest %.2f ms; gram as sgemm %.2f ms; 2 threads: ssyrk %.2f ms, sgemv %.2f ms; streaming cosines (fedce_cos_add/dot) %.2f ms" % (
-            j["clients"], f"{j['params']:,}", fc["gram_s"] * 1e3, alt.get("ssyrk_gflops", float("nan")), fc["weights_s"] * 1e3, fc["sgemv_s"] * 1e3,
-            fc["step_s"] * 1e3, j["digest_s"] * 1e3, alt.get("gram_sgemm_s", float("nan")) * 1e3, alt.get("gram_ssyrk_2threads_s", float("nan")) * 1e3,
-            alt.get("sgemv_2threads_s", float("nan")) * 1e3, alt.get("streaming_cosines_s", float("nan")) * 1e3))
+        fc = j["fedce"]
+        extra.append("fedce K=%d P=%s: last update's Gram row %.2f ms, weights %.3f ms, weighted sum %.2f ms, model digest %.2f ms; the other K-1 Gram rows at ingest %.2f ms in all; whole Gram matrix by ssyrk (the previous close) %.2f ms" % (
+            j["clients"], f"{j['params']:,}", fc["last_gram_row_s"] * 1e3, fc["weights_s"] * 1e3, fc["weighted_sum_s"] * 1e3,
+            j["digest_s"] * 1e3, fc["ingest_gram_rows_s"] * 1e3, fc["ssyrk_gram_s"] * 1e3))
 print()
 for e in extra:
     print("- " + e)

@@ -5,7 +5,7 @@
  * over K vectors of P floats held in memory (FedCE's rows of U) or in journal records (the
  * FedAvg stream), by column blocks: for each block of out, every vector's block in turn.
  * The block of out and the read buffer stay in cache, so each vector crosses memory once
- * and out once in all, and a journal is read 128 KiB at a time instead of P floats. Blocks
+ * and out once in all, and a journal is read 256 KiB at a time instead of P floats. Blocks
  * are split between threads in contiguous ranges; each element's sum runs in the same order
  * whatever the thread count, with plain multiply and add (no FMA), so the result is the
  * same bits on every run and every machine. */

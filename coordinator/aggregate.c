@@ -4,7 +4,7 @@
  *   federation mode) → server step θ ← θ + η_s · Σ_k w_k Δ̃_k.
  *
  * FedAvg streams the journaled updates into a copy of θ_t, block by block (θ_t in the task
- * snapshot, the new θ and a 128 KiB buffer: 2P floats).
+ * snapshot, the new θ and a 256 KiB buffer per thread: 2P floats).
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
  * order). Its Gram matrix G = U Uᵀ is built as the updates arrive (coord_gram_add) and
  * gives every cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without

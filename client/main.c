@@ -50,7 +50,7 @@ static void s_usage(FILE *fp) {
         "  --print-config        print every key with its value and exit\n"
         "  --help, --version\n"
         "Testing:\n"
-        "  --test-stop-at-round N  stop this process (SIGSTOP) when round N's task arrives, so a\n"
+        "  --test-stop-at-round N  stop this process (SIGSTOP) at its first task of round N or later, so a\n"
         "                        test can kill or resume it at a known point of the round\n"
         "  --test-byzantine MODE  send a corrupted but correctly signed update every round:\n"
         "                        sign_flip (-Δ), scale (100·Δ) or random (Gaussian, same norm)\n"

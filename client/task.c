@@ -475,7 +475,7 @@ void client_handle_task(client_t *c, const Concord__Task *t, transport_msg_t *ms
         cc_log_error("task_failed", "reason=\"standardisation\"");
     } else {
         cc_log_info("task", "round=%llu phase=%u params=%zu", (unsigned long long)t->round, t->phase, P);
-        if (c->test_stop_at_round >= 0 && (uint64_t)c->test_stop_at_round == t->round && t->phase == 0) {
+        if (c->test_stop_at_round >= 0 && (uint64_t)c->test_stop_at_round <= t->round && t->phase == 0) {
             cc_log_warn("test_stop", "round=%llu reason=\"--test-stop-at-round\"", (unsigned long long)t->round);
             c->test_stop_at_round = -1;
             raise(SIGSTOP);

@@ -232,7 +232,8 @@ for s in site1 site2 site3; do
   "$build/concord-client" --config "$e/configs/$s.ini" "${extra[@]}" >>"$e/logs/$s.log" 2>&1 &
   cpid[$s]=$!; pids+=("${cpid[$s]}")
 done
-wait_for 'grep -q "test_stop round=1" "$e/logs/site3.log"' 30
+# site3 stops on its first task of round >= 1 (round 2 if, on a loaded machine, it joined late)
+wait_for 'grep -q "test_stop round=" "$e/logs/site3.log"' 30
 # site2 must have answered round 1 before it is replaced (otherwise the run depends on timing).
 wait_for 'grep -q "update_accepted round=1 client=site2" "$e/logs/coordinator.log"' 30
 mkdir -p "$e/newkeys"

@@ -23,18 +23,11 @@
 # only when every case was skipped.
 set -euo pipefail
 build=$1
-data=/usr/share/doc/libfann-dev/examples/datasets
-tmp=$(mktemp -d)
-pids=()
+. "$(dirname "$0")/lib.sh"
 mounts=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+cleanup_extra() { # innermost mount first
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}" 2>/dev/null || true; done
-  rm -rf "$tmp"
 }
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-py=/usr/bin/python3
 cases=0
 skipped=0
 cur=""   # workdir of the case running, for fail()
@@ -46,14 +39,6 @@ fail() {
 }
 skip() { echo "SKIP: $*"; skipped=$((skipped + 1)); }
 
-# Waits (up to $2 seconds) until the shell condition $1 holds.
-wait_for() {
-  local cond=$1 limit=$2 t=0
-  until eval "$cond"; do
-    sleep 0.1; t=$((t + 1))
-    [ "$t" -le $((limit * 10)) ] || fail "timed out waiting for: $cond"
-  done
-}
 # Waits up to $2 seconds for process $1 to end; its exit status goes to $status.
 wait_exit() {
   wait_for "! kill -0 $1 2>/dev/null" "$2"

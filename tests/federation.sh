@@ -8,23 +8,8 @@
 #     (quorum); the client restarts and rejoins a later round.
 set -euo pipefail
 build=$1
-data=/usr/share/doc/libfann-dev/examples/datasets
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
+. "$(dirname "$0")/lib.sh"
 fail() { echo "FAIL: $*"; for f in "$tmp"/*/logs/coordinator.log; do echo "== $f"; tail -20 "$f"; done; exit 1; }
-py=/usr/bin/python3
-
-# Waits (up to $2 seconds) until the shell condition $1 holds.
-wait_for() {
-  local cond=$1 limit=$2 t=0
-  until eval "$cond"; do
-    sleep 0.1; t=$((t + 1))
-    [ "$t" -le $((limit * 10)) ] || fail "timed out waiting for: $cond"
-  done
-}
 rounds_in() { [ -f "$1/history.jsonl" ] && wc -l <"$1/history.jsonl" || echo 0; }
 
 # ---- A ---------------------------------------------------------------------------------

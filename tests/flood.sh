@@ -16,13 +16,7 @@
 #     that dropped it; RSS stays bounded by the queue limit alone.
 set -euo pipefail
 build=$1
-data=/usr/share/doc/libfann-dev/examples/datasets
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-py=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 w=$tmp/w
 cur=$w/logs
 fail() { echo "FAIL: $*"; tail -20 "$cur/coordinator.log" 2>/dev/null; exit 1; }
@@ -37,13 +31,6 @@ if [ "${CONCORD_SANITIZE_PASS:-0}" = 1 ] || grep -q '^CONCORD_SANITIZE:BOOL=ON' 
   sanitized=1
 fi
 
-wait_for() {
-  local cond=$1 limit=$2 t=0
-  until eval "$cond"; do
-    sleep 0.1; t=$((t + 1))
-    [ "$t" -le $((limit * 10)) ] || fail "timed out waiting for: $cond"
-  done
-}
 rounds_in() { [ -f "$w/history.jsonl" ] && wc -l <"$w/history.jsonl" || echo 0; }
 metrics() {
   $py -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \

@@ -11,14 +11,18 @@
 #    from them; after the restore it reconnects by itself, answers the first or second round
 #    after, and every later one, training each round once (no duplicate updates).
 #  - every round completes (status ok), and the coordinator exits 0 after the last one.
-# Kernels without sch_netem (some VM kernels): the rate comes from tbf and the loss from an
-# nftables rule on the bridge; the added delay is then missing, and the test says so.
+# Kernels without sch_netem (some VM kernels, which lack fq and etf too, so no qdisc can delay):
+# the rate comes from tbf, the loss from an nftables rule on the bridge and the delay from
+# tests/delay_wire.py, a userspace cable of two TAP devices that passes on each frame 100 ms
+# after it left; the test says so. Either way the round trip is measured before the
+# federation starts (>= 180 ms asserted).
 # Skips (exit 77, "SKIP: ...") without root, iproute2, network namespaces, or any way to shape.
 # KEEP=1 leaves the files and namespaces for a look (then: ip netns del ccnetPID-...).
 set -euo pipefail
 build=$1
 data=/usr/share/doc/libfann-dev/examples/datasets
 py=/usr/bin/python3
+here=$(cd "$(dirname "$0")" && pwd)
 skip() { echo "SKIP: $*"; exit 77; }
 
 # ---- capabilities ----------------------------------------------------------------------------
@@ -46,7 +50,7 @@ trap 'exit 130' INT TERM
 w=$tmp/run
 fail() {
   echo "FAIL: $*"
-  for f in "$w"/logs/*.log; do echo "== $f"; tail -15 "$f"; done
+  for f in "$w"/logs/*.log "$tmp"/wire-*.log; do [ -f "$f" ] && echo "== $f" && tail -15 "$f"; done
   exit 1
 }
 
@@ -58,19 +62,35 @@ ip -n "$ns_br" link set br0 up
 # Joins namespace $1 to the bridge with address $2: eth0 there, port p-$3 on the bridge.
 attach() {
   ip -n "$ns_br" link add "p-$3" type veth peer name eth0 netns "$1"
+  plug "$@"
+}
+plug() { # as attach, once both ends exist: p-$3 in the bridge's namespace, eth0 in $1
   ip -n "$ns_br" link set "p-$3" master br0 up
   ip -n "$1" addr add "$2/24" dev eth0
   ip -n "$1" link set eth0 up
 }
-ns_add "$ns_co"
-attach "$ns_co" "$coord_ip" coord || skip "cannot create veth pairs"
-for i in 1 2 3 4; do
-  ns_add "$tag-site$i"
-  attach "$tag-site$i" "10.77.0.1$i" "site$i"
-done
+# As attach, but the link is tests/delay_wire.py (100 ms each way): it makes both TAP ends in
+# the bridge's namespace, and the hospital's end moves into $1 (the wire keeps its fd).
+attach_delayed() {
+  local log=$tmp/wire-$3.log t=0
+  ip netns exec "$ns_br" "$py" "$here/delay_wire.py" "p-$3" "w-$3" 0.1 >"$log" 2>&1 &
+  pids+=("$!")
+  until grep -q '^ready$' "$log"; do
+    sleep 0.1; t=$((t + 1))
+    kill -0 "${pids[-1]}" 2>/dev/null && [ "$t" -le 50 ] ||
+      skip "sch_netem missing and no TAP devices for the delay: $(cat "$log")"
+  done
+  ip -n "$ns_br" link set "w-$3" netns "$1"
+  ip -n "$1" link set "w-$3" name eth0
+  plug "$@"
+}
 
-# The slow link, shaped on both directions: the hospital's eth0 (upload) and its bridge port
-# (download). netem if the kernel has it, otherwise tbf + nftables loss on the bridge.
+# The slow link: 100 ms delay, 5 % loss and 1 Mbit/s each way, on both directions: the
+# hospital's eth0 (upload) and its bridge port (download). One netem qdisc if the kernel has
+# sch_netem, otherwise tbf for the rate, nftables on the bridge for the loss and delay_wire.py.
+mode=netem
+{ tc -n "$ns_br" qdisc add dev br0 root netem delay 100ms && tc -n "$ns_br" qdisc del dev br0 root; } \
+  2>/dev/null || mode=tbf
 shape() { # $1 namespace, $2 device
   if [ "$mode" = netem ]; then
     tc -n "$1" qdisc add dev "$2" root netem delay 100ms loss 5% rate 1mbit
@@ -78,9 +98,20 @@ shape() { # $1 namespace, $2 device
     tc -n "$1" qdisc add dev "$2" root tbf rate 1mbit burst 2kb latency 2s
   fi
 }
-mode=netem
-if ! tc -n "$ns_br" qdisc add dev "p-$slow" root netem delay 100ms loss 5% rate 1mbit 2>/dev/null; then
-  mode=tbf
+ns_add "$ns_co"
+attach "$ns_co" "$coord_ip" coord || skip "cannot create veth pairs"
+for i in 1 2 3 4; do
+  ns_add "$tag-site$i"
+  if [ "site$i" = "$slow" ] && [ "$mode" != netem ]; then
+    attach_delayed "$tag-site$i" "10.77.0.1$i" "site$i"
+  else
+    attach "$tag-site$i" "10.77.0.1$i" "site$i"
+  fi
+done
+
+if [ "$mode" = netem ]; then
+  shape "$ns_br" "p-$slow"
+else
   tc -n "$ns_br" qdisc add dev "p-$slow" root tbf rate 1mbit burst 2kb latency 2s 2>/dev/null ||
     skip "neither sch_netem nor tbf in this kernel: cannot shape a link"
   command -v nft >/dev/null || skip "sch_netem missing and nft (nftables) not installed for the loss"
@@ -93,10 +124,35 @@ table bridge lossy {
   }
 }
 NFT
-  echo "NOTE: sch_netem is not in this kernel: $slow's link gets 1 Mbit/s (tbf) and 5 % loss (nftables)" \
-       "each way, but no added delay"
+  echo "NOTE: sch_netem is not in this kernel: $slow's link gets 1 Mbit/s (tbf), 5 % loss (nftables)" \
+       "and 100 ms delay (tests/delay_wire.py, a userspace TAP cable) each way"
 fi
 shape "$tag-$slow" eth0
+
+# The delay is really there: the round trip from the slow hospital to the coordinator's
+# address, timed as connect() to a closed port (SYN out, RST back). The fastest of 8, since a
+# SYN or RST lost to the 5 % loss costs a 1 s retransmission; the first also resolves ARP.
+rtt=$(ip netns exec "$tag-$slow" "$py" - "$coord_ip" <<'PY'
+import socket, sys, time
+rtts = []
+for _ in range(8):
+    s = socket.socket()
+    s.settimeout(3)
+    t = time.monotonic()
+    try:
+        s.connect((sys.argv[1], 9))
+    except ConnectionRefusedError:
+        rtts.append(time.monotonic() - t)
+    except OSError:
+        pass
+    s.close()
+print(f"{min(rtts):.3f}" if rtts else "none")
+PY
+)
+[ "$rtt" != none ] || fail "no answer from $coord_ip over $slow's link"
+$py -c "import sys; sys.exit(not 0.18 <= $rtt < 0.5)" ||
+  fail "$slow's round trip to the coordinator is $rtt s, not the ~0.2 s its link should add"
+echo "$slow's round trip to the coordinator: $rtt s"
 
 # ---- the federation ----------------------------------------------------------------------------
 rounds=10 deadline=5
@@ -148,7 +204,7 @@ else
 fi
 [ "$dropped" -gt 0 ] || fail "no packet was dropped on $slow's lossy link: $(cat "$tmp/drops.txt")"
 
-delay_s=0; [ "$mode" = netem ] && delay_s=0.1
+delay_s=0.1
 $py - "$w/history.jsonl" "$before" "$cut_at" "$restored_at" "$rounds" "$slow" "$cut" "$deadline" "$delay_s" <<'PY' ||
 import json, sys
 path, before, cut_at, restored_at, R = sys.argv[1], *map(int, sys.argv[2:6])
@@ -196,5 +252,5 @@ grep -q "event=disconnected" "$w/logs/$cut.log" || fail "$cut's log shows no dis
 # fetch the round's task again, and the hospital would train and upload it several times.
 dups=$(grep -c "rejected peer=$cut kind=duplicate" "$w/logs/coordinator.log" || true)
 [ "$dups" -eq 0 ] || fail "$cut trained a round more than once after the cut ($dups duplicate updates refused)"
-echo "$slow's link dropped $dropped packets ($mode)"
+echo "$slow's link dropped $dropped packets ($mode); round trip $rtt s"
 echo "netem_slow: all checks passed"

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "concord.pb-c.h"
+#include "daemon_harness.h"
 #include "identity.h"
 #include "msg.h"
 #include "transport.h"
@@ -28,16 +29,6 @@ static int s_port, s_http;
 static pid_t s_coord;
 static identity_t s_coord_id, s_alice, s_bob, s_mallory;
 static void *s_ctx;
-
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void s_keys(void) {
     cc_err_t err = {0};
@@ -70,19 +61,14 @@ static void s_start_coordinator(void) {
     fclose(fp);
     char log[512];
     snprintf(log, sizeof log, "%s/coordinator.log", s_dir);
-    s_coord = fork();
-    if (s_coord == 0) {
-        freopen(log, "w", stderr);
-        execl(CONCORD_BINARY_DIR "/concord-coordinator", "concord-coordinator", "--config", ini, (char *)NULL);
-        _exit(127);
-    }
+    s_coord = harness_start_coordinator(ini, log);
 }
 
 static void setup(void) {
     snprintf(s_dir, sizeof s_dir, "/tmp/concord-coord-test-XXXXXX");
     cr_assert_not_null(mkdtemp(s_dir));
-    s_port = s_free_port();
-    s_http = s_free_port();
+    s_port = harness_free_port();
+    s_http = harness_free_port();
     s_keys();
     s_start_coordinator();
     s_ctx = zmq_ctx_new();
@@ -92,9 +78,7 @@ static void setup(void) {
 static void teardown(void) {
     if (s_coord > 0) kill(s_coord, SIGKILL), waitpid(s_coord, NULL, 0);
     zmq_ctx_term(s_ctx);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, getenv("KEEP") ? "true %s" : "rm -rf %s", s_dir);
-    if (system(cmd) != 0) cr_log_warn("cleanup of %s failed", s_dir);
+    harness_remove_dir(s_dir);
 }
 
 /* A test client: a DEALER with its identity, pinning `server` as the coordinator's key. */
@@ -105,22 +89,7 @@ typedef struct {
 } s_client_t;
 
 static s_client_t s_connect(identity_t *id, const char *server_curve) {
-    s_client_t c = {.sock = zmq_socket(s_ctx, ZMQ_DEALER), .id = id};
-    int linger = 0;
-    zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(c.sock, ZMQ_ROUTING_ID, id->id, strlen(id->id));
-    cr_assert_eq(transport_curve_client(c.sock, id, server_curve), 0);
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", s_port);
-    cr_assert_eq(zmq_connect(c.sock, ep), 0);
-    return c;
-}
-
-static int s_lookup(void *ctx, const char *id, uint8_t pk[WIRE_PK_BYTES]) {
-    (void)ctx;
-    if (strcmp(id, "coordinator")) return -1;
-    memcpy(pk, s_coord_id.pk, WIRE_PK_BYTES);
-    return 0;
+    return (s_client_t){.sock = harness_dealer(s_ctx, id, server_curve, s_port), .id = id};
 }
 
 /* Receives one verified message within ms; returns its type (0 if none) and body copy. */
@@ -132,7 +101,7 @@ static uint32_t s_recv(s_client_t *c, int ms, uint8_t **body, size_t *len, float
     cc_err_t err = {0};
     memset(&in, 0, sizeof in);
     cr_assert_eq(transport_recv(c->sock, 0, &msg, 0), 0);
-    cr_assert_eq(transport_open(&msg, s_lookup, NULL, &in, &err), 0, "%s", err.msg);
+    cr_assert_eq(transport_open(&msg, harness_lookup_coordinator, &s_coord_id, &in, &err), 0, "%s", err.msg);
     uint32_t type = in.type;
     if (body) {
         *body = malloc(in.body_len + 1);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "concord.pb-c.h"
+#include "daemon_harness.h"
 #include "fedce.h"
 #include "identity.h"
 #include "msg.h"
@@ -39,16 +40,6 @@ static identity_t s_coord_id, s_ids[K];
 static const char *s_names[K] = {"alice", "bob", "carol"};
 static void *s_ctx;
 static void *s_socks[K]; /* closed at teardown, also after a failed assertion */
-
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void s_keys(void) {
     cc_err_t err = {0};
@@ -80,19 +71,14 @@ static void s_write_config(const char *minus_model, double deadline_s) {
 static void s_start_coordinator(void) {
     char log[512];
     snprintf(log, sizeof log, "%s/coordinator.log", s_dir);
-    s_coord = fork();
-    if (s_coord == 0) {
-        if (!freopen(log, "a", stderr)) _exit(126);
-        execl(CONCORD_BINARY_DIR "/concord-coordinator", "concord-coordinator", "--config", s_ini, (char *)NULL);
-        _exit(127);
-    }
+    s_coord = harness_start_coordinator(s_ini, log);
     usleep(300 * 1000);
 }
 
 static void s_setup(const char *minus_model, double deadline_s) {
     snprintf(s_dir, sizeof s_dir, "/tmp/concord-minus-test-XXXXXX");
     cr_assert_not_null(mkdtemp(s_dir));
-    s_port = s_free_port();
+    s_port = harness_free_port();
     s_keys();
     s_write_config(minus_model, deadline_s);
     s_start_coordinator();
@@ -109,9 +95,7 @@ static void teardown(void) {
     for (int k = 0; k < K; k++)
         if (s_socks[k]) zmq_close(s_socks[k]), s_socks[k] = NULL;
     zmq_ctx_term(s_ctx);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, getenv("KEEP") ? "true %s" : "rm -rf %s", s_dir);
-    if (system(cmd) != 0) cr_log_warn("cleanup of %s failed", s_dir);
+    harness_remove_dir(s_dir);
 }
 
 /* ---- a test client -------------------------------------------------------------------------- */
@@ -132,22 +116,7 @@ typedef struct {
 } s_task_t;
 
 static s_client_t s_connect(identity_t *id) {
-    s_client_t c = {.sock = zmq_socket(s_ctx, ZMQ_DEALER), .id = id};
-    int linger = 0;
-    zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(c.sock, ZMQ_ROUTING_ID, id->id, strlen(id->id));
-    cr_assert_eq(transport_curve_client(c.sock, id, s_coord_id.curve_public), 0);
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", s_port);
-    cr_assert_eq(zmq_connect(c.sock, ep), 0);
-    return c;
-}
-
-static int s_lookup(void *ctx, const char *id, uint8_t pk[WIRE_PK_BYTES]) {
-    (void)ctx;
-    if (strcmp(id, "coordinator")) return -1;
-    memcpy(pk, s_coord_id.pk, WIRE_PK_BYTES);
-    return 0;
+    return (s_client_t){.sock = harness_dealer(s_ctx, id, s_coord_id.curve_public, s_port), .id = id};
 }
 
 /* Receives one verified message within ms; returns its type (0 if none). A Task is
@@ -160,7 +129,7 @@ static uint32_t s_recv(s_client_t *c, int ms, s_task_t *task) {
     cc_err_t err = {0};
     memset(&in, 0, sizeof in);
     cr_assert_eq(transport_recv(c->sock, 0, &msg, 0), 0);
-    cr_assert_eq(transport_open(&msg, s_lookup, NULL, &in, &err), 0, "%s", err.msg);
+    cr_assert_eq(transport_open(&msg, harness_lookup_coordinator, &s_coord_id, &in, &err), 0, "%s", err.msg);
     uint32_t type = in.type;
     if (type == CONCORD__MSG_TYPE__MSG_TASK && task) {
         Concord__Task *t = concord__task__unpack(NULL, in.body_len, in.body);

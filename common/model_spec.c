@@ -117,6 +117,9 @@ int model_spec_validate(const model_spec_t *spec, cc_err_t *err) {
     if (spec->n_hidden < 0 || spec->n_hidden > MODEL_MAX_HIDDEN || spec->n_conv < 0 ||
         spec->n_conv > MODEL_MAX_CONV)
         return cc_err_set(err, CC_ERR_ARG, "model: too many layers");
+    if (spec->kind != MODEL_CNN && spec->n_conv != 0) /* model_new would build them anyway */
+        return cc_err_set(err, CC_ERR_ARG, "model: only a cnn has conv layers, got %d in a %s",
+                          spec->n_conv, spec->kind == MODEL_MLP ? "mlp" : "softmax");
     for (int i = 0; i < spec->n_hidden; i++)
         if (spec->hidden[i] <= 0 || spec->hidden[i] > 1 << 20)
             return cc_err_set(err, CC_ERR_ARG, "model: hidden size %d out of range", spec->hidden[i]);

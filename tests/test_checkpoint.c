@@ -363,6 +363,29 @@ Test(checkpoint, cnn_shape_product_overflow_is_refused) {
     cr_assert_eq(model_spec_validate(&ok, &err), 0, "%s", err.msg);
 }
 
+/* Regression (fuzz/crashes/checkpoint/mlp-with-conv-layers, found by the 10-minute run):
+ * an MLP or softmax spec with conv layers passed validation (image sizes are only checked
+ * for a CNN), and model_new built the conv layers from its unchecked image sizes:
+ * -33554432 x 16777215 overflowed int (UB). Conv layers belong to a CNN only. */
+Test(checkpoint, conv_layers_outside_a_cnn_are_refused) {
+    for (int kind = MODEL_SOFTMAX; kind <= MODEL_MLP; kind++) {
+        model_spec_t s = {0};
+        s.kind = (model_kind_t)kind, s.n_inputs = 4, s.n_classes = 3;
+        s.in_c = -33554432, s.in_h = 16777215, s.in_w = 0;
+        s.n_conv = 2, s.conv[0] = 40, s.conv[1] = 43;
+        cc_err_t err = {0};
+        cr_assert_eq(model_spec_validate(&s, &err), CC_ERR_ARG, "kind %d accepted", kind);
+        cr_assert(strstr(err.msg, "only a cnn has conv layers"), "%s", err.msg);
+        cr_assert_null(model_new(&s, &err));
+        float params[64] = {0};
+        s_craft_t c = {.spec = s, .n_field = 64, .params = params, .n = 64};
+        size_t len;
+        uint8_t *b = s_encode(&c, &len);
+        s_expect_load(b, len, CC_ERR_CORRUPT, "only a cnn has conv layers");
+        free(b);
+    }
+}
+
 Test(checkpoint, other_version_is_format_error) {
     float params[8] = {0};
     s_craft_t c = {.spec = s_spec_softmax(), .n_field = 8, .params = params, .n = 8};

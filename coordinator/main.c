@@ -204,6 +204,14 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     c->training.align_propagate_eps = (float)d;
     rc = rc ? rc : config_get_choice(g, "per_class.mode", "off|client|server|federation", &c->per_class, err);
     if (!rc) snprintf(c->per_class_name, sizeof c->per_class_name, "%s", config_get(g, "per_class.mode"));
+    /* PCN-SGD (client mode) steps are normalised per class, so they do not shrink as training
+     * converges; momentum 0.9 multiplies them about tenfold and the federation oscillates (the
+     * demo's thyroid run swung between 0.94 and 0.06 accuracy). PCNGD is plain gradient
+     * descent: unless [training] momentum is set explicitly, client mode uses none. */
+    if (!rc && c->per_class == 1 && !config_is_set(g, "training.momentum")) {
+        c->training.momentum = 0.0f;
+        cc_log_info("per_class_momentum", "momentum=0 reason=\"PCN-SGD steps are normalised; set [training] momentum to override\"");
+    }
     rc = rc ? rc : config_get_bool(g, "storage.keep_updates", &c->keep_updates, err);
     rc = rc ? rc : config_get_double(g, "aggregation.max_norm_ratio", 0.0, 1e6, &c->norm_ratio, err);
     rc = rc ? rc : config_get_choice(g, "aggregation.robust", "none|median|trimmed_mean", &c->robust, err);

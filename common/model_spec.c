@@ -137,6 +137,11 @@ int model_spec_validate(const model_spec_t *spec, cc_err_t *err) {
         for (int i = 0; i < spec->n_conv; i++) {
             if (spec->conv[i] <= 0 || spec->conv[i] > 4096)
                 return cc_err_set(err, CC_ERR_ARG, "model: conv channels %d out of range", spec->conv[i]);
+            /* The layer's output, channels x h x w floats per sample, is an int in model.c:
+             * bounded like n_inputs' own limit times 4 (64-bit product: 4096 x 2^26 fits). */
+            if ((int64_t)spec->conv[i] * h * w > (int64_t)1 << 28)
+                return cc_err_set(err, CC_ERR_ARG, "model: conv layer %d would hold %d x %d x %d values per sample "
+                                  "(limit 2^28)", i + 1, spec->conv[i], h, w);
             h /= 2, w /= 2;
         }
         if (h < 1 || w < 1)

@@ -225,3 +225,17 @@ Test(train, rejects_mismatched_data) {
     model_destroy(&m);
     dataset_destroy(&ds);
 }
+
+/* A conv layer's output (channels x h x w per sample) is an int in model.c: a spec whose
+ * product would overflow it is refused before any layer is built. */
+Test(model, conv_output_too_large_is_refused) {
+    model_spec_t s = {0};
+    s.kind = MODEL_CNN, s.n_classes = 2, s.act = ACT_RELU, s.in_c = 1, s.in_h = 8192, s.in_w = 8192;
+    s.n_inputs = 8192 * 8192, s.n_conv = 1, s.conv[0] = 4096;
+    cc_err_t err = {0};
+    cr_assert_eq(model_spec_validate(&s, &err), CC_ERR_ARG);
+    cr_expect(strstr(err.msg, "values per sample"), "%s", err.msg);
+    cr_assert_null(model_new(&s, &err));
+    s.conv[0] = 4; /* 4 x 2^26 = 2^28: at the limit, accepted */
+    cr_assert_eq(model_spec_validate(&s, &err), 0, "%s", err.msg);
+}

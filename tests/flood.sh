@@ -30,6 +30,16 @@ sanitized=0
 if [ "${CONCORD_SANITIZE_PASS:-0}" = 1 ] || grep -q '^CONCORD_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
   sanitized=1
 fi
+# LeakSanitizer: libzmq 4.3.4 sometimes never frees the buffers of a connection the flood cuts
+# mid-handshake (seen once in CI: 18 KB lost inside libzmq.so; no frame of ours is shown, as
+# libzmq has no frame pointers). Leaks allocated inside libzmq are suppressed for this test
+# only — that would also hide a ZeroMQ message we forgot to close, which the daemons' normal
+# runs under valgrind (tests/valgrind_daemons_slow.sh) and the other sanitized tests catch.
+if [ "$sanitized" = 1 ]; then
+  export FLOOD_CLOSE_SLACK=5   # ASan's slower coordinator closes the half-open connections later
+  printf 'leak:libzmq.so\n' >"$tmp/lsan.supp"
+  export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$tmp/lsan.supp"
+fi
 
 rounds_in() { [ -f "$w/history.jsonl" ] && wc -l <"$w/history.jsonl" || echo 0; }
 metrics() {
@@ -147,7 +157,8 @@ while born and time.monotonic() < end:
             sel.unregister(s); s.close()
     peak = max(peak, fds() - f0)
 assert not born, f"{len(born)} of {n} half-open connections still open {timeout + 5:.0f} s later"
-assert min(held) >= timeout - 0.5 and max(held) <= timeout + 2, (min(held), max(held))
+slack = float(os.environ.get("FLOOD_CLOSE_SLACK", "2"))  # s; more under sanitizers (slower poll loop)
+assert min(held) >= timeout - 0.5 and max(held) <= timeout + slack, (min(held), max(held), slack)
 time.sleep(0.3)
 assert fds() <= f0, f"{fds() - f0} descriptors more than before"
 print(f"A: {n} half-open connections each closed after {min(held):.1f}-{max(held):.1f} s "

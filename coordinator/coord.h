@@ -154,6 +154,7 @@ typedef struct {
     double *task_sent_at;      /* (n_clients) */
     size_t task_window;        /* tasks in flight at most (CURVE: θ copies in ZeroMQ) */
     double task_confirm_s;     /* a task unconfirmed this long leaves the window */
+    uint64_t task_confirmations; /* tasks confirmed by their client: answers, like updates */
     double task_window_mb;     /* [federation] task_window_mb */
     int agg_threads;           /* [aggregation] threads of the close's weighted sum */
 

@@ -437,10 +437,10 @@ static size_t s_limiter_key(const coord_t *c, const transport_msg_t *msg) {
     return i < 0 ? c->n_clients : (size_t)i;
 }
 
-/* Answers the coordinator accepted so far from client `key`: updates (counted for all
+/* Answers the coordinator accepted so far from client `key`: updates and task confirmations (counted for all
  * clients: one message is handled at a time) and the statistics phases of its slot. */
 static uint64_t s_answers(const coord_t *c, size_t key) {
-    uint64_t n = __atomic_load_n(&c->accepted_updates, __ATOMIC_RELAXED);
+    uint64_t n = __atomic_load_n(&c->accepted_updates, __ATOMIC_RELAXED) + c->task_confirmations;
     size_t slot = key < c->n_clients ? coord_slot(c, c->clients[key].id) : SIZE_MAX;
     if (slot != SIZE_MAX && c->stat_have) n += (uint64_t)__builtin_popcount(c->stat_have[slot]);
     return n;

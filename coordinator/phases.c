@@ -246,6 +246,7 @@ void coord_task_delivered(coord_t *c, const char *id) {
     size_t slot = coord_slot(c, id);
     if (slot == SIZE_MAX || c->task_state[slot] != TASK_SENT) return;
     c->task_state[slot] = TASK_DELIVERED;
+    c->task_confirmations++; /* an answer to a task: the rate limiter refunds it (main.c) */
     coord_pump_tasks(c);
 }
 

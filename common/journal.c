@@ -177,13 +177,11 @@ static void s_header_sum(uint8_t out[4], const uint8_t *h) {
     memcpy(out, d, 4);
 }
 
-/* Truncates the file to an empty journal of `round` with a new head-tag key and makes that
- * durable: the file, and the directory entry of a file just created. Leaves the FAILED
- * state. */
-/* Truncates to a fresh header for round. sync_dir: also fsync the directory, for a file
- * journal_open may just have created; a reset of an open journal needs no more than the
- * file's own fsync. */
-static int s_start_fresh(journal_t *j, uint64_t round, int sync_dir, cc_err_t *err) {
+/* Truncates the file to an empty journal of `round` with a new head-tag key. Leaves the
+ * FAILED state. sync: S_SYNC_DIR also fsyncs the directory (a file journal_open may just
+ * have created), S_SYNC_FILE the file only, S_SYNC_LATER leaves it to the next sync. */
+enum { S_SYNC_LATER, S_SYNC_FILE, S_SYNC_DIR };
+static int s_start_fresh(journal_t *j, uint64_t round, int sync, cc_err_t *err) {
     uint8_t h[S_HDR] = {0};
     memcpy(h, s_magic, 8);
     s_put_u32(h + 8, S_VERSION);
@@ -194,9 +192,9 @@ static int s_start_fresh(journal_t *j, uint64_t round, int sync_dir, cc_err_t *e
     struct iovec v = {h, sizeof h};
     if (ftruncate(j->fd, 0) != 0) return s_fail(j, errno, "truncate", err);
     if (s_pwritev_all(j->fd, &v, 1, 0, sizeof h) != 0) return s_fail(j, errno, "write", err);
-    if (fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
-    if (sync_dir && s_fsync_dir(j->path) != 0) return s_fail(j, errno, "fsync of directory", err);
-    j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0, j->dirty = 0;
+    if (sync != S_SYNC_LATER && fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
+    if (sync == S_SYNC_DIR && s_fsync_dir(j->path) != 0) return s_fail(j, errno, "fsync of directory", err);
+    j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0, j->dirty = sync == S_SYNC_LATER;
     return 0;
 }
 
@@ -402,16 +400,16 @@ static int s_load(journal_t *j, uint64_t round, uint64_t size, journal_replay_t 
                           "(this build reads version %u)", j->path, s_get_u32(h + 8), S_VERSION);
     if (size < S_HDR) { /* cut off at creation, before any record could be acked (JOURNAL-1) */
         r->truncated = size > 0;
-        return s_start_fresh(j, round, 1, err);
+        return s_start_fresh(j, round, S_SYNC_DIR, err);
     }
     s_header_sum(sum, h);
     if (!magic || memcmp(sum, h + S_HDR_SUM, 4) != 0) {
         if (size > S_HDR)
             return cc_err_set(err, CC_ERR_CORRUPT, "%s: bad journal header at offset 0", j->path);
         r->truncated = 1; /* JOURNAL-2: a torn header with nothing after it */
-        return s_start_fresh(j, round, 1, err);
+        return s_start_fresh(j, round, S_SYNC_DIR, err);
     }
-    if (s_get_u64(h + 12) != round) return s_start_fresh(j, round, 1, err); /* JOURNAL-3 */
+    if (s_get_u64(h + 12) != round) return s_start_fresh(j, round, S_SYNC_DIR, err); /* JOURNAL-3 */
     j->round = round;
     memcpy(j->key, h + S_HDR_KEY, S_KEY);
     return s_replay(j, size, r, err);
@@ -548,7 +546,9 @@ int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *b
 }
 
 int journal_reset(journal_t *j, uint64_t round, cc_err_t *err) {
-    return s_start_fresh(j, round, 0, err);
+    /* Until the next sync a crash leaves the old file: harmless when it belongs to another
+     * round (ignored, JOURNAL-3), but records of this very round must not come back. */
+    return s_start_fresh(j, round, round == j->round ? S_SYNC_FILE : S_SYNC_LATER, err);
 }
 
 void journal_replay_free(journal_replay_t *r) {

@@ -117,8 +117,12 @@ int journal_sync(journal_t *j, cc_err_t *err) CC_WUR;
  * from + len beyond the record is CC_ERR_ARG; a file shorter than the record, TRUNCATED. */
 int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,
                  cc_err_t *err) CC_WUR;
-/* Starts over for a new round: truncates the file and writes a fresh header (fsync'ed).
- * Also leaves the failed state of JOURNAL-4. */
+/* Starts over for a new round: truncates the file and writes a fresh header. Also leaves
+ * the failed state of JOURNAL-4. A reset to the journal's own round is fsync'ed at once; a
+ * reset to another round becomes durable with the next journal_sync or synced append:
+ * until then a crash may leave the previous round's journal, which a reopen for the new
+ * round ignores (JOURNAL-3) — so the caller must have made that round's outcome durable
+ * elsewhere first (the coordinator: its checkpoint). Saves an fsync per round. */
 int journal_reset(journal_t *j, uint64_t round, cc_err_t *err) CC_WUR;
 void journal_replay_free(journal_replay_t *r);
 

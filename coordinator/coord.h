@@ -65,6 +65,7 @@ typedef struct {
     uint64_t n_samples;
     double update_norm;
     int excluded;              /* left out of aggregation by the relative norm bound */
+    int ack_at_commit;         /* not yet synced when the round closed: the commit makes it durable */
     double train_seconds;
     double arrival;            /* seconds since round start */
     Concord__Metrics val, test;

@@ -534,6 +534,35 @@ Test(journal, reset_starts_new_round_and_clears_failure) {
     journal_close(&j);
 }
 
+/* A reset to a new round waits for the next sync (journal.h); to the same round it is
+ * synced at once. Either way the old records never come back for the round reset to. */
+Test(journal, reset_to_new_round_syncs_with_the_next_records) {
+    const char *path = s_path("j");
+    journal_t *j = s_open(path, 7, NULL);
+    journal_defer_sync(j, 1);
+    s_append_str(j, "old round");
+    cc_err_t err = {0};
+    cr_assert_eq(journal_sync(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_reset(j, 8, &err), 0, "%s", err.msg);
+    cr_assert_eq(s_size(path), S_HDR);
+    s_append_str(j, "new round");
+    cr_assert_eq(journal_sync(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_reset(j, 8, &err), 0, "%s", err.msg); /* same round: drops its records */
+    s_append_str(j, "again");
+    cr_assert_eq(journal_sync(j, &err), 0, "%s", err.msg);
+    journal_close(&j);
+    journal_replay_t r;
+    j = s_open(path, 8, &r);
+    cr_assert_eq(r.n, 1);
+    s_expect_record(j, &r.records[0], "again");
+    journal_replay_free(&r);
+    journal_close(&j);
+    j = s_open(path, 7, &r); /* the previous round's journal is gone: started afresh */
+    cr_assert_eq(r.n, 0);
+    journal_replay_free(&r);
+    journal_close(&j);
+}
+
 Test(journal, oversized_append_is_refused) {
     journal_t *j = s_open(s_path("j"), 1, NULL);
     const void *p[2] = {"x", "y"};

@@ -280,6 +280,9 @@ void coord_tick(coord_t *c) {
 
 double coord_next_timeout(const coord_t *c) {
     double t = 1.0;
+    /* A round closed at its deadline leaves WAITING with the clients there: start the next
+     * one now, not when some message happens to wake the poll. */
+    if (c->state == COORD_WAITING && coord_clients_welcomed(c) >= (size_t)c->min_clients) return 0.0;
     if (c->state == COORD_STATS || c->state == COORD_TRAINING || c->state == COORD_EXTENDED) {
         double left = c->deadline - cc_now();
         if (left < t) t = left < 0 ? 0 : left;

@@ -228,4 +228,20 @@ static inline uint8_t *fuzz_dup(const uint8_t *data, size_t n) {
     return b;
 }
 
+/* Repairs, in a writable copy of a file, the checksums that mode asks for. */
+typedef void (*fuzz_repair_fn)(uint8_t *file, size_t len, unsigned mode);
+
+/* The input "u8 mode | file" of a file-format target: the file, repaired as mode asks, is
+ * put in memory file 0. Returns the path that opens it, and the mode in *mode. */
+static inline const char *fuzz_repaired_file(const uint8_t *data, size_t size, fuzz_repair_fn repair,
+                                             unsigned *mode) {
+    fuzz_reader_t r = {data, size};
+    *mode = fuzz_u8(&r);
+    uint8_t *b = fuzz_dup(r.p, r.left);
+    repair(b, r.left, *mode);
+    const char *path = fuzz_memfile(0, b, r.left);
+    free(b);
+    return path;
+}
+
 #endif

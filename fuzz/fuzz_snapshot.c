@@ -28,12 +28,8 @@ static void s_repair(uint8_t *b, size_t len, unsigned mode) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fuzz_reader_t r = {data, size};
-    unsigned mode = fuzz_u8(&r);
-    uint8_t *b = fuzz_dup(r.p, r.left);
-    s_repair(b, r.left, mode);
-    const char *path = fuzz_memfile(0, b, r.left);
-    free(b);
+    unsigned mode;
+    const char *path = fuzz_repaired_file(data, size, s_repair, &mode);
 
     snapshot_t *s = NULL;
     cc_err_t err = {0};

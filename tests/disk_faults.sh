@@ -98,13 +98,42 @@ same_model_as_ref() {
 }
 history_rounds() { $py -c 'import json,sys; print(" ".join(str(json.loads(l)["round"]) for l in open(sys.argv[1])))' "$1"; }
 stop_clients() { for s in "${!cpid[@]}"; do kill -9 "${cpid[$s]}" 2>/dev/null || true; done; cpid=(); }
+# disk_case NAME SIZE DEADLINE: counts a case, prepares federation NAME (round deadline
+# DEADLINE s) with a SIZE tmpfs at $tmp/NAME/disk. Sets $d and $mnt (the caller's locals);
+# 1 if mounting is not allowed here (why: $tmp/mount.err).
+disk_case() {
+  cases=$((cases + 1))
+  prep "$1" --deadline "$3"
+  d=$tmp/$1 mnt=$tmp/$1/disk
+  mount_tmpfs "$mnt" "$2"
+}
+# stops_cleanly LABEL [NOTE]: the coordinator started last exits 1 within 20 s.
+stops_cleanly() {
+  wait_exit "$coord" 20
+  [ "$status" -eq 1 ] || fail "$1: coordinator exit status $status, expected 1${2:+ ($2)}"
+}
+# restart_completes LABEL DIR [coordinator args]: a restart runs to the end (exit 0) within 30 s.
+restart_completes() {
+  local label=$1 dir=$2; shift 2
+  start_coord "$dir" "$@"
+  wait_exit "$coord" 30
+  [ "$status" -eq 0 ] || fail "$label: restarted coordinator exited $status"
+}
+# complete_history LABEL FILE: one line for each of the 3 rounds, in order.
+complete_history() {
+  [ "$(history_rounds "$2")" = "0 1 2" ] || fail "$1: history rounds: $(history_rounds "$2")"
+}
+# complete_ledger LABEL LEDGER DIR: verifies with DIR's coordinator key, one entry a round.
+complete_ledger() {
+  "$build/concord-coordinator" verify-ledger "$2" --public-key "$3/keys/coordinator.pub" >/dev/null ||
+    fail "$1: the ledger does not verify"
+  [ "$(wc -l <"$2")" -eq 3 ] || fail "$1: the ledger has $(wc -l <"$2") entries, expected 3"
+}
 
 # ---- 1a: disk full while appending the journal -------------------------------------------
 case_journal_full() {
-  cases=$((cases + 1))
-  prep j --deadline 30
-  local d=$tmp/j mnt=$tmp/j/disk
-  mount_tmpfs "$mnt" 512k || { skip "1a: cannot mount a tmpfs ($(head -n 1 "$tmp/mount.err"))"; return; }
+  local d mnt
+  disk_case j 512k 30 || { skip "1a: cannot mount a tmpfs ($(head -n 1 "$tmp/mount.err"))"; return; }
   # The production layout: state, history and ledger on the one disk that fills up.
   local on_disk=(--state-dir "$mnt/state" --set "metrics.history=$mnt/history.jsonl" --set "storage.ledger=$mnt/ledger.jsonl")
   start_coord "$d" "${on_disk[@]}"
@@ -112,8 +141,7 @@ case_journal_full() {
   wait_for '[ "$(cat "$d"/logs/site*.log | grep -c "test_stop round=1")" -eq 3 ]' 30
   fill "$mnt"
   for s in site1 site2 site3; do kill -CONT "${cpid[$s]}"; done
-  wait_exit "$coord" 20
-  [ "$status" -eq 1 ] || fail "1a: coordinator exit status $status, expected 1 (stopped cleanly)"
+  stops_cleanly 1a
   expect_error "$d" journal_failed "$mnt/state/round.journal" "No space left on device"
   log_has "$d" "update_accepted round=1" && fail "1a: an update was accepted although it could not be journaled"
   grep -q "update_acked round=1" "$d"/logs/site*.log && fail "1a: a hospital got an Ack for an update that is not journaled"
@@ -121,14 +149,11 @@ case_journal_full() {
   # A restart while the disk is still full refuses to run, and says why.
   local good; good=$(sha256sum "$mnt/state/ckpt-00000001.snap")
   start_coord "$d" "${on_disk[@]}"
-  wait_exit "$coord" 20
-  [ "$status" -eq 1 ] || fail "1a: restart on a full disk: exit status $status, expected 1"
+  stops_cleanly "1a/restart on a full disk"
   expect_error "$d" startup_failed "$mnt/state/" "No space left on device"
   [ "$(sha256sum "$mnt/state/ckpt-00000001.snap")" = "$good" ] || fail "1a: the last good checkpoint changed"
   rm -f "$mnt/filler"
-  start_coord "$d" "${on_disk[@]}"
-  wait_exit "$coord" 30
-  [ "$status" -eq 0 ] || fail "1a: restarted coordinator exited $status"
+  restart_completes 1a "$d" "${on_disk[@]}"
   log_has "$d" "event=resumed round=1" || fail "1a: the restart did not resume round 1"
   same_model_as_ref "$d"
   stop_clients
@@ -137,29 +162,24 @@ case_journal_full() {
 
 # ---- 1b: disk full while writing a checkpoint --------------------------------------------
 case_checkpoint_full() {
-  cases=$((cases + 1))
-  prep c --deadline 5
-  local d=$tmp/c mnt=$tmp/c/disk
-  mount_tmpfs "$mnt" 512k || { skip "1b: cannot mount a tmpfs"; return; }
+  local d mnt
+  disk_case c 512k 5 || { skip "1b: cannot mount a tmpfs"; return; }
   start_coord "$d" --state-dir "$mnt/state"
   start_clients "$d" -1 site1 site2
   start_clients "$d" 1 site3                       # never answers round 1: it closes at the deadline
   wait_for 'log_has "$d" "update_accepted round=1 .*updates=2 of=3"' 30
   local before; before=$(sha256sum "$mnt/state/ckpt-00000001.snap")
   fill "$mnt"                                      # before the deadline (5 s) closes round 1
-  wait_exit "$coord" 20
-  [ "$status" -eq 1 ] || fail "1b: coordinator exit status $status, expected 1"
+  stops_cleanly 1b
   expect_error "$d" checkpoint_failed "$mnt/state/ckpt-00000002.snap" "No space left on device"
   [ -e "$mnt/state/ckpt-00000002.snap" ] && fail "1b: a checkpoint of round 2 exists"
   compgen -G "$mnt/state/*.tmp.*" >/dev/null && fail "1b: a temp file was left behind (FILEIO-3)"
   [ "$(sha256sum "$mnt/state/ckpt-00000001.snap")" = "$before" ] || fail "1b: the last good checkpoint changed"
   rm -f "$mnt/filler"
   kill -CONT "${cpid[site3]}"
-  start_coord "$d" --state-dir "$mnt/state"
-  wait_exit "$coord" 30
-  [ "$status" -eq 0 ] || fail "1b: restarted coordinator exited $status"
+  restart_completes 1b "$d" --state-dir "$mnt/state"
   log_has "$d" "event=resumed round=1" || fail "1b: the restart did not resume round 1"
-  [ "$(history_rounds "$d/history.jsonl")" = "0 1 2" ] || fail "1b: history rounds: $(history_rounds "$d/history.jsonl")"
+  complete_history 1b "$d/history.jsonl"
   "$build/concord-data" eval --model "$d/final-model.ckpt" --data "$data/thyroid.test" >/dev/null ||
     fail "1b: the final model does not load"
   stop_clients
@@ -168,26 +188,19 @@ case_checkpoint_full() {
 
 # ---- 1c: disk full under history.jsonl and the ledger ------------------------------------
 case_history_full() {
-  cases=$((cases + 1))
-  prep h --deadline 30
-  local d=$tmp/h mnt=$tmp/h/disk
-  mount_tmpfs "$mnt" 256k || { skip "1c: cannot mount a tmpfs"; return; }
+  local d mnt
+  disk_case h 256k 30 || { skip "1c: cannot mount a tmpfs"; return; }
   local files=(--set "metrics.history=$mnt/history.jsonl" --set "storage.ledger=$mnt/ledger.jsonl")
   fill "$mnt"                                      # full from the start: round 0's line cannot be written
   start_coord "$d" "${files[@]}"
   start_clients "$d" -1 site1 site2 site3
-  wait_exit "$coord" 20
-  [ "$status" -eq 1 ] || fail "1c: coordinator exit status $status, expected 1"
+  stops_cleanly 1c
   expect_error "$d" history_write_failed "$mnt/history.jsonl" "No space left on device"
   [ -e "$d/coordinator-state/ckpt-00000001.snap" ] && fail "1c: round 0 was committed without its history line"
   rm -f "$mnt/filler"
-  start_coord "$d" "${files[@]}"
-  wait_exit "$coord" 30
-  [ "$status" -eq 0 ] || fail "1c: restarted coordinator exited $status"
-  [ "$(history_rounds "$mnt/history.jsonl")" = "0 1 2" ] || fail "1c: history rounds: $(history_rounds "$mnt/history.jsonl")"
-  "$build/concord-coordinator" verify-ledger "$mnt/ledger.jsonl" --public-key "$d/keys/coordinator.pub" >/dev/null ||
-    fail "1c: the ledger does not verify"
-  [ "$(wc -l <"$mnt/ledger.jsonl")" -eq 3 ] || fail "1c: the ledger has $(wc -l <"$mnt/ledger.jsonl") entries, expected 3"
+  restart_completes 1c "$d" "${files[@]}"
+  complete_history 1c "$mnt/history.jsonl"
+  complete_ledger 1c "$mnt/ledger.jsonl" "$d"
   same_model_as_ref "$d"
   stop_clients
   echo "1c: disk full under the history: round not committed, exit 1; the restart writes every line, the ledger verifies"
@@ -203,12 +216,9 @@ case_file_size_limit() {
   (ulimit -f 40; exec "$build/concord-coordinator" --config "$d/configs/coordinator.ini") >>"$d/logs/coordinator.log" 2>&1 &
   coord=$!; pids+=("$coord")
   start_clients "$d" -1 site1 site2 site3
-  wait_exit "$coord" 20
-  [ "$status" -eq 1 ] || fail "1d: coordinator exit status $status, expected 1 (153 would be death by SIGXFSZ)"
+  stops_cleanly 1d "153 would be death by SIGXFSZ"
   expect_error "$d" journal_failed "$d/coordinator-state/round.journal" "File too large"
-  start_coord "$d"
-  wait_exit "$coord" 30
-  [ "$status" -eq 0 ] || fail "1d: restarted coordinator exited $status"
+  restart_completes 1d "$d"
   log_has "$d" "event=journal_truncated" || fail "1d: the restart did not report cutting off the torn record"
   same_model_as_ref "$d"
   stop_clients
@@ -319,21 +329,16 @@ case_read_only() {
   local good; good=$(sha256sum "$st/ckpt-00000001.snap")
   mount --bind "$st" "$st" && mounts+=("$st") && mount -o remount,ro,bind "$st" || fail "3: read-only bind mount"
   for s in site1 site2 site3; do kill -CONT "${cpid[$s]}"; done
-  wait_exit "$coord" 20
-  [ "$status" -eq 1 ] || fail "3/mid-run: coordinator exit status $status, expected 1"
+  stops_cleanly 3/mid-run
   expect_error "$d" checkpoint_failed "$st/ckpt-00000002.snap" "Read-only file system"
   [ "$(sha256sum "$st/ckpt-00000001.snap")" = "$good" ] || fail "3/mid-run: the last good checkpoint changed"
   umount "$st"; unset 'mounts[${#mounts[@]}-1]'
-  start_coord "$d"
-  wait_exit "$coord" 30
-  [ "$status" -eq 0 ] || fail "3/mid-run: restarted coordinator exited $status"
+  restart_completes 3/mid-run "$d"
   same_model_as_ref "$d"
-  "$build/concord-coordinator" verify-ledger "$d/ledger.jsonl" --public-key "$d/keys/coordinator.pub" >/dev/null ||
-    fail "3/mid-run: the ledger does not verify"
   # Round 1's history line and ledger entry were written before its checkpoint failed: the
   # restart dropped the line and wrote it again, and found the entry there.
-  [ "$(history_rounds "$d/history.jsonl")" = "0 1 2" ] || fail "3/mid-run: history rounds: $(history_rounds "$d/history.jsonl")"
-  [ "$(wc -l <"$d/ledger.jsonl")" -eq 3 ] || fail "3/mid-run: the ledger has $(wc -l <"$d/ledger.jsonl") entries, expected 3"
+  complete_history 3/mid-run "$d/history.jsonl"
+  complete_ledger 3/mid-run "$d/ledger.jsonl" "$d"
   stop_clients
   echo "3: state dir read-only mid-run: exit 1 at the checkpoint naming it; the restart completes bit-identically"
 }

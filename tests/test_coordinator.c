@@ -81,61 +81,34 @@ static void teardown(void) {
     harness_remove_dir(s_dir);
 }
 
-/* A test client: a DEALER with its identity, pinning `server` as the coordinator's key. */
-typedef struct {
-    void *sock;
-    identity_t *id;
-    uint64_t seq;
-} s_client_t;
-
-static s_client_t s_connect(identity_t *id, const char *server_curve) {
-    return (s_client_t){.sock = harness_dealer(s_ctx, id, server_curve, s_port), .id = id};
+static harness_client_t s_connect(identity_t *id, const char *server_curve) {
+    return harness_client(s_ctx, id, server_curve, s_port);
 }
 
 /* Receives one verified message within ms; returns its type (0 if none) and body copy. */
-static uint32_t s_recv(s_client_t *c, int ms, uint8_t **body, size_t *len, float *params) {
-    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, ms) <= 0) return 0;
+static uint32_t s_recv(harness_client_t *c, int ms, uint8_t **body, size_t *len, float *params) {
     transport_msg_t msg;
     wire_in_t in;
-    cc_err_t err = {0};
-    memset(&in, 0, sizeof in);
-    cr_assert_eq(transport_recv(c->sock, 0, &msg, 0), 0);
-    cr_assert_eq(transport_open(&msg, harness_lookup_coordinator, &s_coord_id, &in, &err), 0, "%s", err.msg);
-    uint32_t type = in.type;
+    uint32_t type = harness_recv(c, &s_coord_id, ms, &msg, &in);
+    if (!type) return 0;
     if (body) {
         *body = malloc(in.body_len + 1);
         memcpy(*body, in.body, in.body_len);
         *len = in.body_len;
     }
     if (params && msg.n_parts > 1) memcpy(params, zmq_msg_data(&msg.parts[1]), P * sizeof(float));
-    wire_in_clear(&in);
-    transport_msg_close(&msg);
+    harness_recv_done(&msg, &in);
     return type;
 }
 
-static void s_hello(s_client_t *c) {
-    Concord__Hello h = CONCORD__HELLO__INIT;
-    uint64_t counts[3] = {30, 30, 40};
-    h.protocol_version = WIRE_VERSION;
-    h.n_train = 100, h.n_features = 4, h.n_class_counts = 3, h.class_counts = counts;
-    cc_err_t err = {0};
-    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0, &err), 0);
-    cr_assert_eq(s_recv(c, 10000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_WELCOME, "Hello is welcomed");
-}
-
 /* Seals an Update for round `round` from base digest `digest` with Δ = delta. */
-static void s_seal_update(s_client_t *c, uint64_t round, const uint8_t *digest, const float *delta, uint8_t **env,
+static void s_seal_update(harness_client_t *c, uint64_t round, const uint8_t *digest, const float *delta, uint8_t **env,
                           size_t *env_len, uint8_t **body, size_t *body_len) {
-    Concord__Update u = CONCORD__UPDATE__INIT;
-    Concord__TensorInfo ti = CONCORD__TENSOR_INFO__INIT, *tp = &ti;
-    uint32_t shape = P;
-    ti.name = "delta", ti.n_shape = 1, ti.shape = &shape;
-    u.round = round, u.n_samples = 100, u.n_tensors = 1, u.tensors = &tp;
-    u.base_digest.data = (uint8_t *)digest, u.base_digest.len = WIRE_DIGEST_BYTES;
-    *body_len = concord__update__get_packed_size(&u);
+    harness_update_t u;
+    harness_update_init(&u, round, digest, P);
+    *body_len = concord__update__get_packed_size(&u.u);
     *body = malloc(*body_len);
-    concord__update__pack(&u, *body);
+    concord__update__pack(&u.u, *body);
     wire_frame_t frame = {delta, P};
     wire_out_t out = {.type = CONCORD__MSG_TYPE__MSG_UPDATE, .sender_id = c->id->id, .seq = ++c->seq,
                       .round = round, .body = *body, .body_len = *body_len, .frames = &frame, .n_frames = 1};
@@ -144,7 +117,7 @@ static void s_seal_update(s_client_t *c, uint64_t round, const uint8_t *digest, 
 }
 
 /* Sends a raw envelope + one frame and expects a Nack whose reason contains `want`. */
-static void s_expect_nack(s_client_t *c, const uint8_t *env, size_t env_len, const float *frame, const char *want) {
+static void s_expect_nack(harness_client_t *c, const uint8_t *env, size_t env_len, const float *frame, const char *want) {
     zmq_send(c->sock, env, env_len, ZMQ_SNDMORE);
     zmq_send(c->sock, frame, P * sizeof(float), 0);
     uint8_t *body = NULL;
@@ -198,10 +171,10 @@ static double s_metric(const char *key) {
 
 Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .init = setup, .fini = teardown,
      .timeout = 60) {
-    s_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
-    s_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
-    s_hello(&alice);
-    s_hello(&bob);
+    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
+    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
+    harness_hello(&alice, &s_coord_id);
+    harness_hello(&bob, &s_coord_id);
     float params[P], delta[P], zero[P] = {0};
     uint8_t *body = NULL;
     size_t len;
@@ -262,8 +235,8 @@ Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .i
     free(env), free(b);
 
     /* An unenrolled key, and a client pinning the wrong coordinator key, get no answer. */
-    s_client_t mallory = s_connect(&s_mallory, s_coord_id.curve_public);
-    s_client_t fooled = s_connect(&s_alice, s_bob.curve_public);
+    harness_client_t mallory = s_connect(&s_mallory, s_coord_id.curve_public);
+    harness_client_t fooled = s_connect(&s_alice, s_bob.curve_public);
     Concord__Hello h = CONCORD__HELLO__INIT;
     cc_err_t err = {0};
     h.protocol_version = WIRE_VERSION;

@@ -100,12 +100,6 @@ static void teardown(void) {
 
 /* ---- a test client -------------------------------------------------------------------------- */
 
-typedef struct {
-    void *sock;
-    identity_t *id;
-    uint64_t seq;
-} s_client_t;
-
 /* What a Task carried. */
 typedef struct {
     uint64_t round, prev_round;
@@ -115,22 +109,17 @@ typedef struct {
     int has_minus;
 } s_task_t;
 
-static s_client_t s_connect(identity_t *id) {
-    return (s_client_t){.sock = harness_dealer(s_ctx, id, s_coord_id.curve_public, s_port), .id = id};
+static harness_client_t s_connect(identity_t *id) {
+    return harness_client(s_ctx, id, s_coord_id.curve_public, s_port);
 }
 
 /* Receives one verified message within ms; returns its type (0 if none). A Task is
  * decoded into *task (may be NULL). */
-static uint32_t s_recv(s_client_t *c, int ms, s_task_t *task) {
-    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, ms) <= 0) return 0;
+static uint32_t s_recv(harness_client_t *c, int ms, s_task_t *task) {
     transport_msg_t msg;
     wire_in_t in;
-    cc_err_t err = {0};
-    memset(&in, 0, sizeof in);
-    cr_assert_eq(transport_recv(c->sock, 0, &msg, 0), 0);
-    cr_assert_eq(transport_open(&msg, harness_lookup_coordinator, &s_coord_id, &in, &err), 0, "%s", err.msg);
-    uint32_t type = in.type;
+    uint32_t type = harness_recv(c, &s_coord_id, ms, &msg, &in);
+    if (!type) return 0;
     if (type == CONCORD__MSG_TYPE__MSG_TASK && task) {
         Concord__Task *t = concord__task__unpack(NULL, in.body_len, in.body);
         cr_assert_not_null(t);
@@ -146,38 +135,23 @@ static uint32_t s_recv(s_client_t *c, int ms, s_task_t *task) {
         }
         concord__task__free_unpacked(t, NULL);
     }
-    wire_in_clear(&in);
-    transport_msg_close(&msg);
+    harness_recv_done(&msg, &in);
     return type;
 }
 
-static void s_hello(s_client_t *c) {
-    Concord__Hello h = CONCORD__HELLO__INIT;
-    uint64_t counts[3] = {30, 30, 40};
-    h.protocol_version = WIRE_VERSION;
-    h.n_train = 100, h.n_features = 4, h.n_class_counts = 3, h.class_counts = counts;
-    cc_err_t err = {0};
-    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, CONCORD__MSG_TYPE__MSG_HELLO, 0, &h.base, NULL, 0, &err), 0);
-    cr_assert_eq(s_recv(c, 10000, NULL), CONCORD__MSG_TYPE__MSG_WELCOME, "%s is welcomed", c->id->id);
-}
-
-static void s_expect_task(s_client_t *c, uint64_t round, s_task_t *task) {
+static void s_expect_task(harness_client_t *c, uint64_t round, s_task_t *task) {
     cr_assert_eq(s_recv(c, 10000, task), CONCORD__MSG_TYPE__MSG_TASK, "%s gets a task", c->id->id);
     cr_assert_eq(task->round, round);
 }
 
 /* Sends Δ for the task's round, reporting data score b, and expects the Ack. */
-static void s_update(s_client_t *c, const s_task_t *task, const float *delta, double b) {
-    Concord__Update u = CONCORD__UPDATE__INIT;
-    Concord__TensorInfo ti = CONCORD__TENSOR_INFO__INIT, *tp = &ti;
-    uint32_t shape = P;
-    ti.name = "delta", ti.n_shape = 1, ti.shape = &shape;
-    u.round = task->round, u.n_samples = 100, u.n_tensors = 1, u.tensors = &tp;
-    u.base_digest.data = (uint8_t *)task->digest, u.base_digest.len = WIRE_DIGEST_BYTES;
-    u.has_data_score = 1, u.data_score = b;
+static void s_update(harness_client_t *c, const s_task_t *task, const float *delta, double b) {
+    harness_update_t u;
+    harness_update_init(&u, task->round, task->digest, P);
+    u.u.has_data_score = 1, u.u.data_score = b;
     wire_frame_t frame = {delta, P};
     cc_err_t err = {0};
-    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, CONCORD__MSG_TYPE__MSG_UPDATE, task->round, &u.base, &frame,
+    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, CONCORD__MSG_TYPE__MSG_UPDATE, task->round, &u.u.base, &frame,
                           1, &err), 0, "%s", err.msg);
     cr_assert_eq(s_recv(c, 10000, NULL), CONCORD__MSG_TYPE__MSG_ACK, "%s's update accepted", c->id->id);
 }
@@ -194,9 +168,9 @@ static void s_deltas(float delta[K][P]) {
 static const double s_b[K] = {0.2, 0.5, 0.9};
 
 /* Round 0 for every client; returns round 1's tasks and round 0's θ. */
-static void s_round0(s_client_t *cl, float delta[K][P], float theta0[P], s_task_t *next) {
+static void s_round0(harness_client_t *cl, float delta[K][P], float theta0[P], s_task_t *next) {
     s_task_t t0[K];
-    for (int k = 0; k < K; k++) cl[k] = s_connect(&s_ids[k]), s_socks[k] = cl[k].sock, s_hello(&cl[k]);
+    for (int k = 0; k < K; k++) cl[k] = s_connect(&s_ids[k]), s_socks[k] = cl[k].sock, harness_hello(&cl[k], &s_coord_id);
     for (int k = 0; k < K; k++) {
         s_expect_task(&cl[k], 0, &t0[k]);
         cr_expect(!t0[k].has_minus && t0[k].coef == 0.0, "round 0: no minus model, no coefficient");
@@ -209,7 +183,7 @@ static void s_round0(s_client_t *cl, float delta[K][P], float theta0[P], s_task_
 
 Test(fedce_minus, coordinator_sends_the_model_aggregated_without_each_client_and_again_after_a_crash,
      .init = setup_coordinator, .fini = teardown, .timeout = 90) {
-    s_client_t cl[K];
+    harness_client_t cl[K];
     float delta[K][P], theta0[P];
     s_task_t t1[K];
     s_round0(cl, delta, theta0, t1);
@@ -253,7 +227,7 @@ Test(fedce_minus, coordinator_sends_the_model_aggregated_without_each_client_and
     kill(s_coord, SIGKILL), waitpid(s_coord, NULL, 0);
     s_start_coordinator();
     s_task_t again;
-    s_hello(&cl[2]);
+    harness_hello(&cl[2], &s_coord_id);
     s_expect_task(&cl[2], 1, &again);
     cr_assert(again.has_minus, "after the restart carol's task still carries her minus model");
     cr_expect_eq(memcmp(again.minus, t1[2].minus, sizeof again.minus), 0, "the same θ⁻_k bits after the restart");
@@ -263,7 +237,7 @@ Test(fedce_minus, coordinator_sends_the_model_aggregated_without_each_client_and
 }
 
 Test(fedce_minus, client_mode_sends_no_minus_model, .init = setup_client, .fini = teardown, .timeout = 60) {
-    s_client_t cl[K];
+    harness_client_t cl[K];
     float delta[K][P], theta0[P];
     s_task_t t1[K];
     s_round0(cl, delta, theta0, t1);
@@ -276,7 +250,7 @@ Test(fedce_minus, client_mode_sends_no_minus_model, .init = setup_client, .fini 
 
 /* Round 1 closes at its deadline with alice's update alone (w = 1); returns her round-2 task. */
 static void s_alone_in_round1(s_task_t *t2) {
-    s_client_t cl[K];
+    harness_client_t cl[K];
     float delta[K][P], theta0[P];
     s_task_t t1[K];
     s_round0(cl, delta, theta0, t1);

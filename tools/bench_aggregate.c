@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "fedce.h"
 #include "journal.h"
 #include "rng.h"
@@ -25,29 +26,6 @@
 #include "wsum.h"
 
 int bench_cmd_aggregate(int argc, char **argv);
-
-static int s_bad(const char *flag, const char *value, const char *expected) {
-    fprintf(stderr, "concord-bench aggregate: %s: invalid value \"%s\" (expected %s)\n", flag, value, expected);
-    return 2;
-}
-
-static int s_num(const char *text, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(text, &end);
-    if (end == text || *end || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
-}
-
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double s_median(double *v, size_t n) {
-    qsort(v, n, sizeof *v, s_cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- memory bandwidth -------------------------------------------------------------------- */
 
@@ -279,23 +257,25 @@ int bench_cmd_aggregate(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case O_CLIENTS:
-            if (s_num(optarg, 1, 10000, &v)) return s_bad("--clients", optarg, "an integer in [1, 10000]");
+            if (bench_num(optarg, 1, 10000, &v))
+                return bench_bad("aggregate", "--clients", optarg, "an integer in [1, 10000]");
             a.K = (size_t)v;
             break;
         case O_PARAMS:
-            if (s_num(optarg, 1, 2e9, &v)) return s_bad("--params", optarg, "an integer in [1, 2e9]");
+            if (bench_num(optarg, 1, 2e9, &v)) return bench_bad("aggregate", "--params", optarg, "an integer in [1, 2e9]");
             a.P = (size_t)v;
             break;
         case O_WEIGHTING:
-            if (strcmp(optarg, "fedavg") && strcmp(optarg, "fedce")) return s_bad("--weighting", optarg, "fedavg or fedce");
+            if (strcmp(optarg, "fedavg") && strcmp(optarg, "fedce"))
+                return bench_bad("aggregate", "--weighting", optarg, "fedavg or fedce");
             fedce = strcmp(optarg, "fedce") == 0;
             break;
         case O_THREADS:
-            if (s_num(optarg, 1, 8, &v)) return s_bad("--threads", optarg, "an integer in [1, 8]");
+            if (bench_num(optarg, 1, 8, &v)) return bench_bad("aggregate", "--threads", optarg, "an integer in [1, 8]");
             threads = (int)v;
             break;
         case O_REPEAT:
-            if (s_num(optarg, 1, 1000, &v)) return s_bad("--repeat", optarg, "an integer in [1, 1000]");
+            if (bench_num(optarg, 1, 1000, &v)) return bench_bad("aggregate", "--repeat", optarg, "an integer in [1, 1000]");
             repeat = (int)v;
             break;
         case O_JDIR: jdir = optarg; break;
@@ -310,7 +290,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         fprintf(stderr, "concord-bench aggregate: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    if (a.P > (size_t)INT32_MAX) return s_bad("--params", "P", "at most 2^31 - 1 (BLAS int)");
+    if (a.P > (size_t)INT32_MAX) return bench_bad("aggregate", "--params", "P", "at most 2^31 - 1 (BLAS int)");
     openblas_set_num_threads(1); /* as concord-coordinator */
     a.threads = threads;
     size_t K = a.K, P = a.P, KP = K * P;
@@ -338,10 +318,10 @@ int bench_cmd_aggregate(int argc, char **argv) {
     for (int T = 1; T <= 2; T++) {
         s_pass(a.U, NULL, KP, T, 0, &sink);
         for (int r = 0; r < repeat; r++) tt[r] = s_pass(a.U, NULL, KP, T, 0, &sink);
-        bw_read[T - 1] = upd_bytes / s_median(tt, (size_t)repeat) / 1e9;
+        bw_read[T - 1] = upd_bytes / bench_median(tt, (size_t)repeat) / 1e9;
         s_pass(a.U, copy_dst, ncopy, T, 1, &sink);
         for (int r = 0; r < repeat; r++) tt[r] = s_pass(a.U, copy_dst, ncopy, T, 1, &sink);
-        bw_copy[T - 1] = 2.0 * (double)ncopy * sizeof(float) / s_median(tt, (size_t)repeat) / 1e9;
+        bw_copy[T - 1] = 2.0 * (double)ncopy * sizeof(float) / bench_median(tt, (size_t)repeat) / 1e9;
     }
     free(copy_dst);
     double bw = bw_read[0] > bw_read[1] ? bw_read[0] : bw_read[1]; /* the machine's read bandwidth */
@@ -353,7 +333,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         wire_digest_floats(a.digest, a.theta, P);
         tt[r] = cc_now() - t0;
     }
-    double digest_s = s_median(tt, (size_t)repeat);
+    double digest_s = bench_median(tt, (size_t)repeat);
 
     printf("aggregate: K = %d updates x P = %zu floats (%.1f MB of updates), %s, OpenBLAS %d thread%s (%s)\n", (int)K,
            P, upd_bytes / 1e6, fedce ? "FedCE" : "FedAvg", 1, "", openblas_get_corename());
@@ -383,8 +363,8 @@ int bench_cmd_aggregate(int argc, char **argv) {
         }
         if (rc) return 1;
         double med[3];
-        for (int s = 0; s < 3; s++) med[s] = s_median(acc[s], (size_t)R);
-        agg_s = s_median(tot, (size_t)R);
+        for (int s = 0; s < 3; s++) med[s] = bench_median(acc[s], (size_t)R);
+        agg_s = bench_median(tot, (size_t)R);
         close_s = agg_s + digest_s;
         free(tot);
         printf("FedCE close: last update's Gram row %.2f ms, weights %.3f ms, weighted sum (%d thread%s) %.2f ms\n",
@@ -400,7 +380,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
                 cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)K, (int)P, 1.0f, a.U, (int)P, 0.0f, G, (int)K);
                 if (r >= 0) acc[0][r] = cc_now() - t0;
             }
-            alt_s = s_median(acc[0], (size_t)R);
+            alt_s = bench_median(acc[0], (size_t)R);
             free(G);
         }
         printf("  for comparison: the whole Gram matrix at close (cblas_ssyrk, 1 thread) %.2f ms\n", alt_s * 1e3);
@@ -443,7 +423,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
                 rc = s_stream(&a, variant >= 1, variant == 2 ? 1 : threads);
                 if (r >= 0) tt[r] = cc_now() - t0;
             }
-            med[variant] = s_median(tt, (size_t)repeat);
+            med[variant] = bench_median(tt, (size_t)repeat);
         }
         /* leave θ as the coordinator's path computes it, for the numpy check */
         memcpy(a.theta, a.theta0, P * sizeof(float));
@@ -501,10 +481,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
                               theta_sum);
         json_object_update(j, jres);
         if (np) json_object_set(j, "numpy", np);
-        char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
-        printf("%s\n", s);
-        free(s);
-        json_decref(j);
+        bench_print_json(j);
     }
     json_decref(jres);
     if (np) json_decref(np);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bench_util.h"
 #include "concord.pb-c.h"
 #include "identity.h"
 #include "journal.h"
@@ -38,26 +39,6 @@ int bench_cmd_ingest(int argc, char **argv);
 int bench_cmd_clients(int argc, char **argv);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-static int s_bad(const char *cmd, const char *flag, const char *value, const char *expected) {
-    fprintf(stderr, "concord-bench %s: %s: invalid value \"%s\" (expected %s)\n", cmd, flag, value, expected);
-    return 2;
-}
-
-static int s_num(const char *text, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(text, &end);
-    if (end == text || *end || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
-}
-
-static void s_print_json(json_t *j) {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
-    printf("%s\n", s);
-    free(s);
-    json_decref(j);
-}
 
 static void s_noop_free(void *data, void *hint) {
     (void)data, (void)hint;
@@ -107,20 +88,6 @@ static float *s_small_delta(size_t P, double scale, uint64_t seed) {
     float *d = cc_xalloc_floats(P);
     for (size_t i = 0; i < P; i++) d[i] = (float)(scale * (2.0 * cc_rng_uniform(&rng) - 1.0));
     return d;
-}
-
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double s_median(const double *v, size_t n) {
-    double *t = cc_xmalloc(n * sizeof *t);
-    memcpy(t, v, n * sizeof *t);
-    qsort(t, n, sizeof *t, s_cmp_double);
-    double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    free(t);
-    return m;
 }
 
 /* ==== ingest ================================================================================ */
@@ -469,28 +436,28 @@ int bench_cmd_ingest(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case O_PARAMS:
-            if (s_num(optarg, 1, 4e8, &v)) return s_bad("ingest", "--params", optarg, "an integer in [1, 4e8]");
+            if (bench_num(optarg, 1, 4e8, &v)) return bench_bad("ingest", "--params", optarg, "an integer in [1, 4e8]");
             g.P = (size_t)v;
             break;
         case O_CLIENTS:
-            if (s_num(optarg, 1, S_MAX_SENDERS, &v)) return s_bad("ingest", "--clients", optarg, "an integer in [1, 64]");
+            if (bench_num(optarg, 1, S_MAX_SENDERS, &v)) return bench_bad("ingest", "--clients", optarg, "an integer in [1, 64]");
             g.n_senders = (size_t)v;
             break;
         case O_MESSAGES:
-            if (s_num(optarg, 1, 1e6, &v)) return s_bad("ingest", "--messages", optarg, "an integer >= 1");
+            if (bench_num(optarg, 1, 1e6, &v)) return bench_bad("ingest", "--messages", optarg, "an integer >= 1");
             g.messages = (size_t)v;
             break;
         case O_REPEAT:
-            if (s_num(optarg, 1, 100, &v)) return s_bad("ingest", "--repeat", optarg, "an integer in [1, 100]");
+            if (bench_num(optarg, 1, 100, &v)) return bench_bad("ingest", "--repeat", optarg, "an integer in [1, 100]");
             repeat = (size_t)v;
             break;
         case O_JOURNAL:
-            if (n_journals == S_MAX_JOURNALS) return s_bad("ingest", "--journal", optarg, "at most 4 directories");
+            if (n_journals == S_MAX_JOURNALS) return bench_bad("ingest", "--journal", optarg, "at most 4 directories");
             journals[n_journals++] = optarg;
             break;
         case O_CURVE: g.curve = 1; break;
         case O_MAXNORM:
-            if (s_num(optarg, 0, 1e30, &v)) return s_bad("ingest", "--max-norm", optarg, "a number >= 0");
+            if (bench_num(optarg, 0, 1e30, &v)) return bench_bad("ingest", "--max-norm", optarg, "a number >= 0");
             g.max_norm = v;
             break;
         case O_JSON: json = 1; break;
@@ -585,10 +552,10 @@ int bench_cmd_ingest(int argc, char **argv) {
     double bytes = runs[0].bytes;
     for (size_t k = 0; k < n_modes; k++) {
         for (size_t r = 0; r < repeat; r++) tmp[r] = runs[r * n_modes + k].bytes / runs[r * n_modes + k].seconds;
-        med[k] = s_median(tmp, repeat);
+        med[k] = bench_median(tmp, repeat);
         for (int s = 0; s < ST_N; s++) {
             for (size_t r = 0; r < repeat; r++) tmp[r] = runs[r * n_modes + k].stage[s];
-            med_stage[k][s] = s_median(tmp, repeat);
+            med_stage[k][s] = bench_median(tmp, repeat);
         }
     }
     free(tmp);
@@ -624,7 +591,7 @@ int bench_cmd_ingest(int argc, char **argv) {
                               (json_int_t)g.messages, "repeat", (json_int_t)repeat, "curve", g.curve,
                               "bytes_per_run", bytes, "blake2b_gb_per_s", r_digest, "finite_gb_per_s", r_finite,
                               "norm_gb_per_s", r_norm, "memcpy_gb_per_s", r_copy, "modes", jmodes);
-        s_print_json(j);
+        bench_print_json(j);
     } else {
         json_decref(jmodes);
     }
@@ -851,34 +818,34 @@ int bench_cmd_clients(int argc, char **argv) {
         case O_ENDPOINT: endpoint = optarg; break;
         case O_KEYS: keys = optarg; break;
         case O_CLIENTS:
-            if (s_num(optarg, 1, 1000, &v)) return s_bad("clients", "--clients", optarg, "an integer in [1, 1000]");
+            if (bench_num(optarg, 1, 1000, &v)) return bench_bad("clients", "--clients", optarg, "an integer in [1, 1000]");
             g.K = (size_t)v;
             break;
         case O_PREFIX: prefix = optarg; break;
         case O_INPUTS:
-            if (s_num(optarg, 1, 1 << 26, &v)) return s_bad("clients", "--inputs", optarg, "an integer >= 1");
+            if (bench_num(optarg, 1, 1 << 26, &v)) return bench_bad("clients", "--inputs", optarg, "an integer >= 1");
             g.inputs = (size_t)v;
             break;
         case O_CLASSES:
-            if (s_num(optarg, 2, 1 << 16, &v)) return s_bad("clients", "--classes", optarg, "an integer >= 2");
+            if (bench_num(optarg, 2, 1 << 16, &v)) return bench_bad("clients", "--classes", optarg, "an integer >= 2");
             g.classes = (size_t)v;
             break;
         case O_NTRAIN:
-            if (s_num(optarg, 1, 1e12, &v)) return s_bad("clients", "--n-train", optarg, "an integer >= 1");
+            if (bench_num(optarg, 1, 1e12, &v)) return bench_bad("clients", "--n-train", optarg, "an integer >= 1");
             g.n_train = (size_t)v;
             break;
         case O_SPREAD:
-            if (s_num(optarg, 0, 1e5, &v)) return s_bad("clients", "--spread", optarg, "seconds >= 0");
+            if (bench_num(optarg, 0, 1e5, &v)) return bench_bad("clients", "--spread", optarg, "seconds >= 0");
             g.spread = v;
             break;
         case O_SCALE:
-            if (s_num(optarg, 0, 1e6, &v)) return s_bad("clients", "--scale", optarg, "a number >= 0");
+            if (bench_num(optarg, 0, 1e6, &v)) return bench_bad("clients", "--scale", optarg, "a number >= 0");
             g.scale = v;
             break;
         case O_NOCURVE: curve = 0; break;
         case O_TRUST: g.trust_tasks = 1; break;
         case O_TIMEOUT:
-            if (s_num(optarg, 0.1, 1e7, &v)) return s_bad("clients", "--timeout", optarg, "seconds > 0");
+            if (bench_num(optarg, 0.1, 1e7, &v)) return bench_bad("clients", "--timeout", optarg, "seconds > 0");
             timeout = v;
             break;
         case O_JSON: json = 1; break;
@@ -950,7 +917,7 @@ int bench_cmd_clients(int argc, char **argv) {
     printf("clients: %zu clients, P = %zu, %zu tasks, %zu updates, %zu acks, %zu nacks, %zu done, %.2f s, peak RSS %.1f MiB\n",
            g.K, g.P, tasks, updates, acks, nacks, done, el, (double)cc_peak_rss() / 1048576.0);
     if (json)
-        s_print_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}", "cmd", "clients", "clients",
+        bench_print_json(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}", "cmd", "clients", "clients",
                                (json_int_t)g.K, "params", (json_int_t)g.P, "tasks", (json_int_t)tasks, "updates",
                                (json_int_t)updates, "acks", (json_int_t)acks, "nacks", (json_int_t)nacks, "done",
                                (json_int_t)done, "seconds", el, "peak_rss_bytes", (json_int_t)cc_peak_rss()));

@@ -258,8 +258,13 @@ static int s_model_spec(coord_t *c, cc_err_t *err) {
     if (image[0] && sscanf(image, "%dx%dx%d", &c->spec.in_c, &c->spec.in_h, &c->spec.in_w) != 3)
         return cc_err_set(err, CC_ERR_ARG, "[model] image: expected CxHxW, got \"%s\"", image);
     rc = model_spec_parse(arch, &c->spec, err);
-    model_t *m = rc ? NULL : model_new(&c->spec, err);
-    if (!m) return rc ? rc : CC_ERR_ARG;
+    if (rc) { /* name where the bad arch came from: a file's path:line, or the flag */
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return cc_err_set(err, rc, "%s: [model] arch: %s", config_origin(c->cfg, "model.arch"), why);
+    }
+    model_t *m = model_new(&c->spec, err);
+    if (!m) return CC_ERR_ARG;
     if (c->per_class >= 2 && c->spec.n_classes >= WIRE_MAX_TENSORS)
         return cc_err_set(err, CC_ERR_ARG, "[per_class] mode = %s sends one tensor per class: at most %d classes",
                           c->per_class_name, WIRE_MAX_TENSORS - 1);

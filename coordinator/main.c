@@ -568,8 +568,9 @@ static int s_run(coord_t *c, s_paths_t *p) {
     }
     if (c->state == COORD_DONE) {
         cc_log_info("already_done", "rounds=%llu action=\"exporting again\"", (unsigned long long)c->round);
-        if (coord_export(c, &err)) cc_log_error("export_failed", "reason=\"%s\"", err.msg);
-        return 0;
+        if (coord_export(c, &err) == 0) return 0;
+        cc_log_error("export_failed", "prefix=%s reason=\"%s\"", c->export_prefix, err.msg);
+        return 1;
     }
     s_loop(c);
     if (s_signal) cc_log_info("stopped", "signal=%d round=%llu", (int)s_signal, (unsigned long long)c->round);

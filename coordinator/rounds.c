@@ -127,17 +127,23 @@ static size_t s_quorum(const coord_t *c) {
     return need < 1 ? 1 : need;
 }
 
+/* The run is complete and committed: the clients are told Done even when the export fails;
+ * the coordinator then exits 1 (an operator must notice), and a restart exports again. */
 static void s_finish(coord_t *c) {
     cc_err_t err = {0};
     coord_set_state(c, COORD_DONE);
-    if (coord_export(c, &err)) cc_log_error("export_failed", "reason=\"%s\"", err.msg);
+    int exported = coord_export(c, &err) == 0;
+    if (!exported)
+        cc_log_error("export_failed", "prefix=%s reason=\"%s\" action=\"the run is complete; restart to export again\"",
+                     c->export_prefix, err.msg);
     else cc_log_info("exported", "prefix=%s rounds=%llu", c->export_prefix, (unsigned long long)c->round);
     Concord__Done done = CONCORD__DONE__INIT;
     done.reason = "federation finished";
     done.rounds = c->round;
     for (size_t i = 0; i < c->n_clients; i++)
         if (c->clients[i].welcomed) s_send(c, c->clients[i].id, CONCORD__MSG_TYPE__MSG_DONE, &done.base, NULL, 0);
-    c->stop = 1;
+    if (!exported) c->stop = 2;
+    if (!c->stop) c->stop = 1;
 }
 
 /* Commits round t: checkpoint of round t+1 (the commit point), history line, new journal. */

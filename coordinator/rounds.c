@@ -32,13 +32,21 @@ void coord_set_state(coord_t *c, coord_state_t s) {
     c->state = s;
 }
 
+int coord_seq_ready(coord_t *c) {
+    cc_err_t err = {0};
+    if (c->stop == 2) return -1; /* stopping on an error: nothing more leaves */
+    if (coord_seq_reserve(c, &err) == 0) return 0;
+    /* A number outside a durable block could be reused after a restart, and the clients
+     * would then refuse the coordinator's messages as replays. */
+    cc_log_error("seq_reserve_failed", "reason=\"%s\" action=\"nothing more is sent; stopping\"", err.msg);
+    c->stop = 2;
+    return -1;
+}
+
 static void s_send(coord_t *c, const char *peer, uint32_t type, const ProtobufCMessage *body,
                    const wire_frame_t *frames, size_t n_frames) {
     cc_err_t err = {0};
-    if (coord_seq_reserve(c, &err)) {
-        cc_log_error("seq_reserve_failed", "reason=\"%s\" action=\"message not sent\"", err.msg);
-        return;
-    }
+    if (coord_seq_ready(c)) return;
     if (msg_send(c->router, peer, &c->self, &c->seq, type, c->round, body, frames, n_frames, &err))
         cc_log_warn("send_failed", "peer=%s reason=\"%s\"", peer, err.msg);
 }

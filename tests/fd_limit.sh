@@ -42,7 +42,11 @@ run_with() {
   cp "$log" "$tmp/coordinator.log"
 }
 soft_limit() { awk '/^Max open files/ {print $4}' "/proc/$1/limits"; }
-stop() { kill "$coord"; wait "$coord" 2>/dev/null || true; }
+# SIGTERM is a clean stop: exit 0 (a sanitizer report would make it 1).
+stop() {
+  kill "$coord"; local status=0; wait "$coord" 2>/dev/null || status=$?
+  [ "$status" -eq 0 ] || { cat "$log"; fail "the coordinator exited $status on SIGTERM"; }
+}
 
 run_with "-n 100" low
 line=$(grep "level=warn .*event=fd_limit_low " "$log") || fail "1: no fd_limit_low warning"

@@ -34,6 +34,9 @@ int model_spec_parse(const char *text, model_spec_t *spec, cc_err_t *err) {
         spec->kind = MODEL_SOFTMAX;
         return 0;
     }
+    if (strncmp(text, "softmax:", 8) == 0) /* hidden sizes belong to an mlp: say so */
+        return cc_err_set(err, CC_ERR_ARG, "model: arch softmax takes no hidden layers; use %s%s",
+                          text[8] ? "mlp:" : "softmax", text + 8);
     if (strncmp(text, "mlp:", 4) == 0) {
         spec->kind = MODEL_MLP;
         return s_parse_list(text + 4, spec->hidden, MODEL_MAX_HIDDEN, &spec->n_hidden, "hidden", err);
@@ -120,6 +123,13 @@ int model_spec_validate(const model_spec_t *spec, cc_err_t *err) {
     if (spec->kind != MODEL_CNN && spec->n_conv != 0) /* model_new would build them anyway */
         return cc_err_set(err, CC_ERR_ARG, "model: only a cnn has conv layers, got %d in a %s",
                           spec->n_conv, spec->kind == MODEL_MLP ? "mlp" : "softmax");
+    if (spec->kind == MODEL_SOFTMAX && spec->n_hidden != 0) { /* model_new would build them, the arch string not */
+        char mlp[128];
+        size_t pos = (size_t)snprintf(mlp, sizeof mlp, "mlp:");
+        s_append_list(mlp, sizeof mlp, pos, spec->hidden, spec->n_hidden);
+        return cc_err_set(err, CC_ERR_ARG, "model: arch softmax takes no hidden layers (got %d); use %s",
+                          spec->n_hidden, mlp);
+    }
     for (int i = 0; i < spec->n_hidden; i++)
         if (spec->hidden[i] <= 0 || spec->hidden[i] > 1 << 20)
             return cc_err_set(err, CC_ERR_ARG, "model: hidden size %d out of range", spec->hidden[i]);

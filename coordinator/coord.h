@@ -177,6 +177,10 @@ void coord_tick(coord_t *c);           /* timers: deadlines, round start */
 double coord_next_timeout(const coord_t *c);
 int coord_start_round(coord_t *c);
 const char *coord_reject_name(coord_reject_t r);
+/* Called before every message: 0 when seq + 1 is durably reserved (coord_seq_reserve).
+ * Otherwise nothing may be sent: one error line, stop = 2 (a clean stop), and -1 from then
+ * on without touching the disk again, as whenever the coordinator is stopping on an error. */
+int coord_seq_ready(coord_t *c);
 
 /* registry.c */
 coord_client_t *coord_client_find(coord_t *c, const char *id);
@@ -250,7 +254,8 @@ int coord_export(coord_t *c, cc_err_t *err);
  * model's tensors (a PyTorch state_dict of the update). Failures are logged, not fatal. */
 void coord_archive_update(coord_t *c, const char *id, const void *delta);
 /* Makes sure seq + 1 lies in a block reserved on disk (state_dir/coordinator.seq), so a
- * restarted coordinator never reuses a sequence number clients have seen. */
+ * restarted coordinator never reuses a sequence number clients have seen. On failure the
+ * reservation is unchanged: the next call tries the disk again. */
 int coord_seq_reserve(coord_t *c, cc_err_t *err);
 
 /* history.c */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -258,8 +259,13 @@ static int s_model_spec(coord_t *c, cc_err_t *err) {
     if (image[0] && sscanf(image, "%dx%dx%d", &c->spec.in_c, &c->spec.in_h, &c->spec.in_w) != 3)
         return cc_err_set(err, CC_ERR_ARG, "[model] image: expected CxHxW, got \"%s\"", image);
     rc = model_spec_parse(arch, &c->spec, err);
-    model_t *m = rc ? NULL : model_new(&c->spec, err);
-    if (!m) return rc ? rc : CC_ERR_ARG;
+    if (rc) { /* name where the bad arch came from: a file's path:line, or the flag */
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return cc_err_set(err, rc, "%s: [model] arch: %s", config_origin(c->cfg, "model.arch"), why);
+    }
+    model_t *m = model_new(&c->spec, err);
+    if (!m) return CC_ERR_ARG;
     if (c->per_class >= 2 && c->spec.n_classes >= WIRE_MAX_TENSORS)
         return cc_err_set(err, CC_ERR_ARG, "[per_class] mode = %s sends one tensor per class: at most %d classes",
                           c->per_class_name, WIRE_MAX_TENSORS - 1);
@@ -394,6 +400,33 @@ static int s_limits(const coord_t *c, s_limits_t *l, cc_err_t *err) {
     return rc;
 }
 
+/* Descriptors needed besides one per hospital connection: the state files, ZeroMQ's own
+ * (listener, epoll, mailboxes), the metrics endpoint, connections of strangers. */
+#define FD_MARGIN 64
+
+/* Each hospital's connection costs a descriptor: past the soft RLIMIT_NOFILE ZeroMQ cannot
+ * accept it, and that hospital only ever times out. So the soft limit goes up to the hard
+ * one when the enrolment needs more; if even that is short, the operator is told. */
+static void s_check_fd_limit(size_t enrolled) {
+    struct rlimit rl;
+    rlim_t need = (rlim_t)enrolled + FD_MARGIN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
+    if (rl.rlim_cur > was && setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        cc_log_info("fd_limit_raised", "soft_was=%llu soft=%llu hard=%llu needed=%llu enrolled=%zu",
+                    (unsigned long long)was, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                    (unsigned long long)need, enrolled);
+    else
+        rl.rlim_cur = was;
+    if (rl.rlim_cur >= need) return;
+    cc_log_warn("fd_limit_low", "soft=%llu hard=%llu needed=%llu enrolled=%zu margin=%d action=\"some hospitals "
+                "will fail to connect: raise the open-file limit to at least %llu (LimitNOFILE= in the systemd "
+                "unit, or ulimit -n before starting)\"", (unsigned long long)rl.rlim_cur,
+                (unsigned long long)rl.rlim_max, (unsigned long long)need, enrolled, FD_MARGIN,
+                (unsigned long long)need);
+}
+
 static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     s_limits_t lim;
     int rc = s_limits(c, &lim, err);
@@ -401,6 +434,7 @@ static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     rc = rc ? rc : enrolment_load(p->enrolment, &c->enrolment, err);
     c->enrolment_path = p->enrolment;
     if (rc) return rc;
+    s_check_fd_limit(c->enrolment->n);
     const char *bind;
     rc = config_get_str(c->cfg, "federation.bind", &bind, err);
     if (rc) return rc;
@@ -563,8 +597,9 @@ static int s_run(coord_t *c, s_paths_t *p) {
     }
     if (c->state == COORD_DONE) {
         cc_log_info("already_done", "rounds=%llu action=\"exporting again\"", (unsigned long long)c->round);
-        if (coord_export(c, &err)) cc_log_error("export_failed", "reason=\"%s\"", err.msg);
-        return 0;
+        if (coord_export(c, &err) == 0) return 0;
+        cc_log_error("export_failed", "prefix=%s reason=\"%s\"", c->export_prefix, err.msg);
+        return 1;
     }
     s_loop(c);
     if (s_signal) cc_log_info("stopped", "signal=%d round=%llu", (int)s_signal, (unsigned long long)c->round);

@@ -349,9 +349,11 @@ int coord_seq_reserve(coord_t *c, cc_err_t *err) {
         c->seq = strtoull(text, NULL, 10); /* everything below may have been used */
         free(text);
     }
-    c->seq_reserved = c->seq + SEQ_BLOCK;
-    int n = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)c->seq_reserved);
-    return fileio_write_atomic(path, buf, (size_t)n, err);
+    uint64_t reserved = c->seq + SEQ_BLOCK;
+    int n = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)reserved);
+    int rc = fileio_write_atomic(path, buf, (size_t)n, err);
+    if (rc == 0) c->seq_reserved = reserved; /* else the old block stands, on disk and here (FILEIO-3) */
+    return rc;
 }
 
 void coord_archive_update(coord_t *c, const char *id, const void *delta) {

@@ -185,10 +185,7 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     task.deadline_ms = left > 0 ? (uint64_t)(left * 1000.0) : 0;
     task.training = &c->training;
     cc_err_t err = {0};
-    if (coord_seq_reserve(c, &err)) {
-        cc_log_warn("send_failed", "peer=%s reason=\"%s\"", id, err.msg);
-        return;
-    }
+    if (coord_seq_ready(c)) return;
     __atomic_add_fetch(&c->snap->refs, (int)n, __ATOMIC_ACQ_REL); /* one per frame, released by ZeroMQ */
     if (msg_send_zc(c->router, id, &c->self, &c->seq, CONCORD__MSG_TYPE__MSG_TASK, c->round, &task.base, frames, n,
                     digests, s_snapshot_release, c->snap, &err))

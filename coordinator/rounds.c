@@ -32,14 +32,22 @@ void coord_set_state(coord_t *c, coord_state_t s) {
     c->state = s;
 }
 
+int coord_seq_ready(coord_t *c) {
+    cc_err_t err = {0};
+    if (c->stop == 2) return -1; /* stopping on an error: nothing more leaves */
+    if (coord_seq_reserve(c, &err) == 0) return 0;
+    /* A number outside a durable block could be reused after a restart, and the clients
+     * would then refuse the coordinator's messages as replays. */
+    cc_log_error("seq_reserve_failed", "reason=\"%s\" action=\"nothing more is sent; stopping\"", err.msg);
+    c->stop = 2;
+    return -1;
+}
+
 /* Sends a message about `round` (its envelope's round). */
 static void s_send_round(coord_t *c, const char *peer, uint64_t round, uint32_t type, const ProtobufCMessage *body,
                          const wire_frame_t *frames, size_t n_frames) {
     cc_err_t err = {0};
-    if (coord_seq_reserve(c, &err)) {
-        cc_log_error("seq_reserve_failed", "reason=\"%s\" action=\"message not sent\"", err.msg);
-        return;
-    }
+    if (coord_seq_ready(c)) return;
     if (msg_send(c->router, peer, &c->self, &c->seq, type, round, body, frames, n_frames, &err))
         cc_log_warn("send_failed", "peer=%s reason=\"%s\"", peer, err.msg);
 }
@@ -133,17 +141,23 @@ static size_t s_quorum(const coord_t *c) {
     return need < 1 ? 1 : need;
 }
 
+/* The run is complete and committed: the clients are told Done even when the export fails;
+ * the coordinator then exits 1 (an operator must notice), and a restart exports again. */
 static void s_finish(coord_t *c) {
     cc_err_t err = {0};
     coord_set_state(c, COORD_DONE);
-    if (coord_export(c, &err)) cc_log_error("export_failed", "reason=\"%s\"", err.msg);
+    int exported = coord_export(c, &err) == 0;
+    if (!exported)
+        cc_log_error("export_failed", "prefix=%s reason=\"%s\" action=\"the run is complete; restart to export again\"",
+                     c->export_prefix, err.msg);
     else cc_log_info("exported", "prefix=%s rounds=%llu", c->export_prefix, (unsigned long long)c->round);
     Concord__Done done = CONCORD__DONE__INIT;
     done.reason = "federation finished";
     done.rounds = c->round;
     for (size_t i = 0; i < c->n_clients; i++)
         if (c->clients[i].welcomed) s_send(c, c->clients[i].id, CONCORD__MSG_TYPE__MSG_DONE, &done.base, NULL, 0);
-    c->stop = 1;
+    if (!exported) c->stop = 2;
+    if (!c->stop) c->stop = 1;
 }
 
 /* The updates of the last burst before a round closes are not synced on their own: the

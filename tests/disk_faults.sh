@@ -19,6 +19,9 @@
 #  3.  state dir read-only (bind mount remounted ro): at start it says so and exits 1
 #      touching nothing; mid-run it stops at the next checkpoint naming the file, and a
 #      restart on the writable dir completes the run bit-identically.
+#  4.  the final export fails (its directory is missing): the clients are still told Done,
+#      the coordinator exits 1 naming the file and the error; a restart exports again (exit 1
+#      while it still fails, 0 and the reference model once the directory exists).
 # Cases needing mount(2) print "SKIP: reason" when it is not allowed; the script exits 77
 # only when every case was skipped.
 set -euo pipefail
@@ -343,9 +346,40 @@ case_read_only() {
   echo "3: state dir read-only mid-run: exit 1 at the checkpoint naming it; the restart completes bit-identically"
 }
 
+# ---- 4: the final export fails ------------------------------------------------------------
+case_export_failed() {
+  cases=$((cases + 1))
+  prep x --deadline 30
+  local d=$tmp/x out=$tmp/x/exports/final-model   # exports/ does not exist
+  start_coord "$d" --set "storage.export=$out"
+  start_clients "$d" -1 site1 site2 site3
+  wait_exit "$coord" 30
+  [ "$status" -eq 1 ] || fail "4: coordinator exit status $status after a failed export, expected 1"
+  expect_error "$d" export_failed "$out.ckpt" "No such file or directory"
+  log_has "$d" "event=stopped_on_error" || fail "4: no final line saying why it stopped"
+  for s in site1 site2 site3; do
+    wait_for 'grep -q "event=federation_done" "$d/logs/$s.log"' 10
+  done
+  # A restart finds the run complete and exports again: still failing, it exits 1 again.
+  start_coord "$d" --set "storage.export=$out"
+  wait_exit "$coord" 20
+  [ "$status" -eq 1 ] || fail "4: restart with the export dir still missing: exit status $status, expected 1"
+  [ "$(grep -c "level=error .*event=export_failed prefix=$out " "$d/logs/coordinator.log")" -eq 2 ] ||
+    fail "4: the restart did not log its failed export"
+  mkdir "$d/exports"
+  start_coord "$d" --set "storage.export=$out"
+  wait_exit "$coord" 20
+  [ "$status" -eq 0 ] || fail "4: restart with the export dir present: exit status $status"
+  log_has "$d" "event=already_done" || fail "4: the restart did not find the run complete"
+  cmp -s "$tmp/ref/final-model.ckpt" "$out.ckpt" || fail "4: the exported model differs from the uninterrupted run"
+  [ -s "$out.safetensors" ] || fail "4: no safetensors export"
+  stop_clients
+  echo "4: failed final export: Done still sent, exit 1 naming the file; a restart exports the same model"
+}
+
 # DISK_FAULTS_ONLY="case_read_only ..." runs some cases (when debugging one).
 for c in ${DISK_FAULTS_ONLY:-case_journal_full case_checkpoint_full case_history_full case_file_size_limit
-                              case_bad_checkpoints case_read_only}; do
+                              case_bad_checkpoints case_read_only case_export_failed}; do
   "$c"
 done
 

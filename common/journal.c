@@ -78,6 +78,7 @@ struct journal {
     int failed;         /* FAILED state (see the diagram above) */
     int defer_sync;     /* appends leave the fdatasync to journal_sync (group commit) */
     int dirty;          /* records appended since the last fdatasync */
+    uint64_t generation; /* counts resets: a sync begun before one is about records gone */
 };
 
 /* ---- little-endian encoding ---- */
@@ -195,6 +196,7 @@ static int s_start_fresh(journal_t *j, uint64_t round, int sync, cc_err_t *err) 
     if (sync != S_SYNC_LATER && fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
     if (sync == S_SYNC_DIR && s_fsync_dir(j->path) != 0) return s_fail(j, errno, "fsync of directory", err);
     j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0, j->dirty = sync == S_SYNC_LATER;
+    j->generation++;
     return 0;
 }
 
@@ -518,6 +520,35 @@ int journal_sync(journal_t *j, cc_err_t *err) {
     if (!j->dirty) return 0;
     if (fdatasync(j->fd) != 0) return s_fail(j, errno, "fdatasync", err); /* JOURNAL-1 */
     j->dirty = 0;
+    return 0;
+}
+
+int journal_sync_begin(journal_t *j, journal_sync_t *sync, cc_err_t *err) {
+    *sync = (journal_sync_t){-1, j->generation};
+    if (j->failed)
+        return cc_err_set(err, CC_ERR_IO, "%s: an earlier write failed; reopen or reset the journal",
+                          j->path);
+    if (!j->dirty) return 0;
+    /* A descriptor of its own: the sync may outlive a reset or even journal_close. */
+    if ((sync->fd = fcntl(j->fd, F_DUPFD_CLOEXEC, 0)) < 0) return s_fail(j, errno, "dup", err);
+    j->dirty = 0; /* records appended from now on wait for the next sync */
+    return 0;
+}
+
+int journal_fault_fail_sync_after = 0;
+
+int journal_sync_run(journal_sync_t *sync) {
+    if (sync->fd < 0) return 0;
+    int e = fdatasync(sync->fd) == 0 ? 0 : errno;
+    if (journal_fault_fail_sync_after > 0 && --journal_fault_fail_sync_after == 0) e = EIO;
+    close(sync->fd);
+    sync->fd = -1;
+    return e;
+}
+
+int journal_sync_end(journal_t *j, const journal_sync_t *sync, int sync_errno, cc_err_t *err) {
+    if (sync->generation != j->generation) return 0; /* its records were reset away */
+    if (sync_errno) return s_fail(j, sync_errno, "fdatasync", err); /* JOURNAL-4: never retried */
     return 0;
 }
 

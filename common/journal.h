@@ -113,6 +113,22 @@ int journal_append_digested(journal_t *j, const void *const *parts, const size_t
  * A failed sync leaves the journal FAILED (JOURNAL-4), like a failed append. */
 void journal_defer_sync(journal_t *j, int on);
 int journal_sync(journal_t *j, cc_err_t *err) CC_WUR;
+/* The same group commit with the fdatasync on another thread, so the caller goes on
+ * verifying and appending meanwhile (JOURNAL-1 still holds: Acks wait for its end):
+ *   journal_sync_begin  (owner's thread) takes every record appended so far; sync->fd is
+ *                       -1 when nothing is pending, else a descriptor of its own
+ *   journal_sync_run    (any thread) fdatasync + close; returns 0 or the errno
+ *   journal_sync_end    (owner's thread) records the outcome: a failure leaves the journal
+ *                       FAILED (JOURNAL-4); a sync begun before a reset is about records
+ *                       that are gone and changes nothing.
+ * Those records are durable once run returned 0. */
+typedef struct {
+    int fd;
+    uint64_t generation;
+} journal_sync_t;
+int journal_sync_begin(journal_t *j, journal_sync_t *sync, cc_err_t *err) CC_WUR;
+int journal_sync_run(journal_sync_t *sync);
+int journal_sync_end(journal_t *j, const journal_sync_t *sync, int sync_errno, cc_err_t *err) CC_WUR;
 /* Reads len bytes of a record's payload starting at byte `from` within it into buf.
  * from + len beyond the record is CC_ERR_ARG; a file shorter than the record, TRUNCATED. */
 int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *buf, size_t len,
@@ -130,5 +146,7 @@ void journal_replay_free(journal_replay_t *r);
  * journal_append_digested fails with ENOSPC after writing half the record (1 = the next
  * one). */
 extern int journal_fault_fail_write_after;
+/* Tests: the n-th journal_sync_run reports EIO (0: off). */
+extern int journal_fault_fail_sync_after;
 
 #endif

@@ -122,6 +122,8 @@ typedef struct {
     coord_update_t *updates;   /* accepted updates of the open round */
     size_t n_updates;
     size_t n_acked;            /* updates[0..n_acked) are durable and acknowledged */
+    size_t sync_upto;          /* updates[0..sync_upto) are covered by the sync in flight */
+    struct syncer *syncer;     /* the journal's group commit, off the poll loop (syncer.h) */
     journal_t *journal;
     double waiting_since;
 

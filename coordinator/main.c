@@ -23,6 +23,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "syncer.h"
 
 static volatile sig_atomic_t s_signal, s_hangup;
 static void s_on_signal(int sig) { s_signal = sig; }
@@ -498,15 +499,17 @@ static void s_handle(coord_t *c, transport_msg_t *msg) {
 }
 
 static void s_loop(coord_t *c) {
-    zmq_pollitem_t items[2] = {{c->router, 0, ZMQ_POLLIN, 0}, {c->zap ? zap_handler_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0}};
-    int n_items = c->zap ? 2 : 1;
+    /* The ROUTER, the journal syncer's wake-up (coord_tick collects it), and ZAP if CURVE is on. */
+    zmq_pollitem_t items[3] = {{c->router, 0, ZMQ_POLLIN, 0}, {NULL, syncer_fd(c->syncer), ZMQ_POLLIN, 0},
+                               {c->zap ? zap_handler_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0}};
+    int n_items = c->zap ? 3 : 2;
     if (c->state == COORD_DONE) c->stop = 0;
     while (!c->stop && !s_signal) {
         if (c->state == COORD_DONE) break;
         if (s_hangup) s_hangup = 0, coord_reload_enrolment(c);
         long timeout_ms = (long)(coord_next_timeout(c) * 1000.0);
         if (zmq_poll(items, n_items, timeout_ms) < 0 && errno != EINTR) break;
-        if (n_items == 2 && (items[1].revents & ZMQ_POLLIN)) zap_handler_handle(c->zap);
+        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN)) zap_handler_handle(c->zap);
         for (int burst = 0; burst < 64 && (items[0].revents & ZMQ_POLLIN); burst++) {
             transport_msg_t msg;
             int rc = transport_recv(c->router, 1, &msg, ZMQ_DONTWAIT);
@@ -601,7 +604,12 @@ static int s_run(coord_t *c, s_paths_t *p) {
         cc_log_error("export_failed", "prefix=%s reason=\"%s\"", c->export_prefix, err.msg);
         return 1;
     }
+    if (!(c->syncer = syncer_start(&err))) {
+        cc_log_error("startup_failed", "reason=\"%s\"", err.msg);
+        return 1;
+    }
     s_loop(c);
+    syncer_stop(&c->syncer); /* waits for a sync in flight */
     if (s_signal) cc_log_info("stopped", "signal=%d round=%llu", (int)s_signal, (unsigned long long)c->round);
     if (c->stop == 2)
         cc_log_error("stopped_on_error", "round=%llu state_dir=%s action=\"the state on disk is the last good one: "

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "msg.h"
 #include "pcn.h"
+#include "syncer.h"
 
 #define COUNT(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
 
@@ -238,22 +239,59 @@ static int s_round_complete(const coord_t *c) {
     return (c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && c->n_updates == c->n_participants;
 }
 
-/* Group commit (JOURNAL-1): one fdatasync makes every update accepted since the last one
- * durable, then each gets its Ack. The main loop calls this once per burst of messages
- * (coord_tick), so a burst of K updates costs one sync, not K. */
-void coord_flush_acks(coord_t *c) {
-    if (c->n_acked >= c->n_updates) return;
-    cc_err_t err = {0};
-    if (journal_sync(c->journal, &err)) {
-        cc_log_error("journal_failed", "reason=\"%s\" action=\"updates not acknowledged; stopping\"", err.msg);
-        c->stop = 2;
-        return;
-    }
+static void s_journal_failed(coord_t *c, const char *why) {
+    cc_log_error("journal_failed", "reason=\"%s\" action=\"updates not acknowledged; stopping\"", why);
+    c->stop = 2;
+}
+
+static void s_ack_synced(coord_t *c) {
     Concord__Ack ack = CONCORD__ACK__INIT;
     ack.round = c->round;
-    for (size_t k = c->n_acked; k < c->n_updates; k++)
+    for (size_t k = c->n_acked; k < c->sync_upto; k++)
         s_send(c, c->updates[k].id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
-    c->n_acked = c->n_updates;
+    c->n_acked = c->sync_upto;
+}
+
+/* A sync the syncer finished: Ack what it covered, if it still belongs to the open round
+ * (one begun before the round closed is about updates its commit acknowledged). */
+static void s_collect_sync(coord_t *c) {
+    journal_sync_t sync;
+    uint64_t round;
+    int sync_errno;
+    cc_err_t err = {0};
+    if (!c->syncer || !syncer_collect(c->syncer, &sync, &round, &sync_errno)) return;
+    if (journal_sync_end(c->journal, &sync, sync_errno, &err)) {
+        s_journal_failed(c, err.msg);
+        return;
+    }
+    if (round == c->round && (c->state == COORD_TRAINING || c->state == COORD_EXTENDED) && c->sync_upto <= c->n_updates)
+        s_ack_synced(c);
+}
+
+/* Group commit (JOURNAL-1): one fdatasync makes every update accepted since the last one
+ * durable, then each gets its Ack. The fdatasync runs on the syncer's thread while the
+ * loop verifies the updates behind it; coord_tick calls this after each burst of messages
+ * and when the syncer wakes the poll, so K updates cost at most K syncs and usually a few. */
+void coord_flush_acks(coord_t *c) {
+    s_collect_sync(c);
+    if (c->stop || c->n_acked >= c->n_updates || (c->syncer && syncer_busy(c->syncer))) return;
+    journal_sync_t sync;
+    cc_err_t err = {0};
+    if (journal_sync_begin(c->journal, &sync, &err)) {
+        s_journal_failed(c, err.msg);
+        return;
+    }
+    c->sync_upto = c->n_updates;
+    if (sync.fd >= 0 && c->syncer) {
+        syncer_submit(c->syncer, &sync, c->round);
+        return;
+    }
+    int sync_errno = journal_sync_run(&sync); /* no syncer (tests), or nothing pending */
+    if (journal_sync_end(c->journal, &sync, sync_errno, &err)) {
+        s_journal_failed(c, err.msg);
+        return;
+    }
+    s_ack_synced(c);
 }
 
 void coord_tick(coord_t *c) {

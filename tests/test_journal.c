@@ -17,6 +17,7 @@
  * hashed on append (a wrong digest is accepted, and the record rejected on replay). */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -560,6 +561,62 @@ Test(journal, reset_to_new_round_syncs_with_the_next_records) {
     j = s_open(path, 7, &r); /* the previous round's journal is gone: started afresh */
     cr_assert_eq(r.n, 0);
     journal_replay_free(&r);
+    journal_close(&j);
+}
+
+/* The group commit on another thread (journal_sync_begin/run/end, used by the coordinator's
+ * syncer): what it covers, a failure, a reset or a close while it runs. */
+Test(journal, sync_on_another_thread_covers_what_was_appended) {
+    const char *path = s_path("j");
+    journal_t *j = s_open(path, 3, NULL);
+    journal_defer_sync(j, 1);
+    journal_sync_t sync;
+    cc_err_t err = {0};
+    cr_assert_eq(journal_sync_begin(j, &sync, &err), 0, "%s", err.msg);
+    cr_assert_eq(sync.fd, -1, "nothing appended: nothing to sync");
+    s_append_str(j, "one");
+    cr_assert_eq(journal_sync_begin(j, &sync, &err), 0, "%s", err.msg);
+    cr_assert_geq(sync.fd, 0);
+    journal_sync_t again;
+    cr_assert_eq(journal_sync_begin(j, &again, &err), 0, "%s", err.msg);
+    cr_assert_eq(again.fd, -1, "the first sync took every record appended so far");
+    s_append_str(j, "two"); /* after begin: left for the next sync */
+    cr_assert_eq(journal_sync_run(&sync), 0);
+    cr_assert_eq(sync.fd, -1, "run closes its descriptor");
+    cr_assert_eq(journal_sync_end(j, &sync, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_sync_begin(j, &again, &err), 0, "%s", err.msg);
+    cr_assert_geq(again.fd, 0, "\"two\" is still to be synced");
+    journal_close(&j); /* the sync has a descriptor of its own */
+    cr_assert_eq(journal_sync_run(&again), 0);
+    journal_replay_t r;
+    j = s_open(path, 3, &r);
+    cr_assert_eq(r.n, 2);
+    journal_replay_free(&r);
+    journal_close(&j);
+}
+
+Test(journal, failed_sync_on_another_thread_fails_the_journal_unless_reset_since) {
+    journal_t *j = s_open(s_path("j"), 3, NULL);
+    journal_defer_sync(j, 1);
+    journal_sync_t sync;
+    cc_err_t err = {0};
+    s_append_str(j, "a");
+    cr_assert_eq(journal_sync_begin(j, &sync, &err), 0, "%s", err.msg);
+    journal_fault_fail_sync_after = 1;
+    int e = journal_sync_run(&sync);
+    cr_assert_eq(e, EIO);
+    cr_assert_eq(journal_sync_end(j, &sync, e, &err), CC_ERR_IO);
+    const void *p[1] = {"b"};
+    size_t l[1] = {1};
+    cr_assert_eq(journal_append(j, p, l, 1, NULL, &err), CC_ERR_IO, "JOURNAL-4: refused after a failed sync");
+    cr_assert_eq(journal_reset(j, 4, &err), 0, "%s", err.msg);
+    s_append_str(j, "c");
+    cr_assert_eq(journal_sync_begin(j, &sync, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_reset(j, 5, &err), 0, "%s", err.msg); /* the round closed meanwhile */
+    journal_fault_fail_sync_after = 1;
+    e = journal_sync_run(&sync);
+    cr_assert_eq(journal_sync_end(j, &sync, e, &err), 0, "a sync of records reset away changes nothing");
+    s_append_str(j, "d");
     journal_close(&j);
 }
 

@@ -88,6 +88,7 @@ typedef struct {
     int per_class;             /* §6.3: 0 off, 1 client, 2 server, 3 federation */
     char per_class_name[16];
     char *ledger_path;         /* contribution ledger (JSON lines), NULL = off */
+    int ledger_in_step;        /* this process wrote the ledger's last entry: no crash left one ahead */
     double norm_ratio;         /* [aggregation] max_norm_ratio: drop updates over ratio × median norm (0: off) */
     int robust;                /* [aggregation] robust: 0 weighted mean, 1 median, 2 trimmed mean */
     double trim;               /* trimmed mean: fraction cut at each end per coordinate */

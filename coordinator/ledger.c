@@ -40,10 +40,14 @@ int coord_ledger_record(coord_t *c, const char *status, const double *weights) {
     cc_err_t err = {0};
     ledger_head_t head;
     json_t *last = NULL;
-    if (ledger_head(c->ledger_path, c->self.pk, &head, &last, &err) == 0 && last) {
+    /* Only the first round committed after a start can find its entry written already. */
+    if (!c->ledger_in_step && ledger_head(c->ledger_path, c->self.pk, &head, &last, &err) == 0 && last) {
         json_int_t r = json_integer_value(json_object_get(last, "round"));
         json_decref(last);
-        if (head.entries > 0 && r >= (json_int_t)c->round) return 0; /* recorded before a crash */
+        if (head.entries > 0 && r >= (json_int_t)c->round) { /* recorded before a crash */
+            c->ledger_in_step = r == (json_int_t)c->round;
+            return 0;
+        }
     }
     json_t *entry = s_entry(c, status, weights);
     int rc = ledger_append(c->ledger_path, &c->self, entry, &err);
@@ -51,5 +55,6 @@ int coord_ledger_record(coord_t *c, const char *status, const double *weights) {
         cc_log_error("ledger_append_failed", "round=%llu reason=\"%s\" action=\"round not committed; stopping\"",
                      (unsigned long long)c->round, err.msg);
     json_decref(entry);
+    c->ledger_in_step = rc == 0;
     return rc ? -1 : 0;
 }

@@ -219,6 +219,7 @@ static int s_run(client_t *c) {
 }
 
 int main(int argc, char **argv) {
+    cc_malloc_tune();
     cc_log_set_component("client");
     client_t c;
     memset(&c, 0, sizeof c);

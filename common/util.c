@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <stdarg.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,4 +90,11 @@ int cc_peak_rss_reset(void) {
     if (!f) return -1;
     int ok = fputs("5", f) >= 0;
     return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+void cc_malloc_tune(void) {
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 16 << 20);
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+#endif
 }

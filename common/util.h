@@ -40,6 +40,13 @@ char *cc_xstrdup(const char *s);
 /* 64-byte aligned allocation for float buffers fed to BLAS; free with free(). */
 float *cc_xalloc_floats(size_t n);
 
+/* For the daemons, before their first allocation: buffers up to 16 MiB (a message, an
+ * update, θ of up to 4M parameters) come from the heap and freed memory goes back to the
+ * system only past 32 MiB free at its top. glibc's default maps such buffers afresh each
+ * time they are needed once its adaptive threshold is trimmed back, and the zero-filled
+ * pages were about a quarter of the coordinator's system time per round. */
+void cc_malloc_tune(void);
+
 /* Monotonic clock in seconds. */
 double cc_now(void);
 

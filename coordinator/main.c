@@ -619,6 +619,7 @@ static int s_run(coord_t *c, s_paths_t *p) {
 
 int main(int argc, char **argv) {
     cc_log_set_component("coordinator");
+    cc_malloc_tune();
     if (argc > 1 && strcmp(argv[1], "verify-ledger") == 0) return ledger_verify_main(argc - 1, argv + 1);
     openblas_set_num_threads(1);
     coord_t c;

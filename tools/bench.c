@@ -361,6 +361,7 @@ static int s_cmd_gemm(int argc, char **argv) {
 /* ---- Dispatch ------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
+    cc_malloc_tune();
     if (argc < 2) {
         s_usage(stderr);
         return 2;

@@ -160,6 +160,7 @@ typedef struct {
     double task_confirm_s;     /* a task unconfirmed this long leaves the window */
     uint64_t task_confirmations; /* tasks confirmed by their client: answers, like updates */
     double task_window_mb;     /* [federation] task_window_mb */
+    int io_threads;            /* [federation] io_threads */
     int agg_threads;           /* [aggregation] threads of the close's weighted sum */
 
     /* evaluation */

@@ -42,6 +42,8 @@ static void s_declare(config_t *cfg) {
                    "with CURVE, tasks in flight hold at most this many MiB of encrypted model copies (at least one task)");
     config_declare(cfg, "federation.task_confirm_s", "10",
                    "a task its client has not confirmed after this many seconds stops counting against the window");
+    config_declare(cfg, "federation.io_threads", "2",
+                   "ZeroMQ I/O threads: with CURVE they encrypt tasks and decrypt updates, one connection each");
     config_declare(cfg, "federation.enrolment", "enrolment.txt", "enrolled clients: one \"ID PUBLIC_HEX\" per line");
     config_declare(cfg, "model.arch", "mlp:64,32", "softmax | mlp:H1,H2,... | cnn:C1,C2[/H1,...]");
     config_declare(cfg, "model.activation", "relu", "relu | gelu | tanh");
@@ -226,6 +228,8 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     c->agg_threads = (int)l;
     rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
     rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
+    rc = rc ? rc : config_get_int(g, "federation.io_threads", 1, 64, &l, err);
+    c->io_threads = (int)l;
     rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);
     c->keep_checkpoints = (int)l;
     rc = rc ? rc : config_get_str(g, "federation.bind", &str, err);
@@ -442,6 +446,7 @@ static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     /* One bucket per enrolled client (registry order) and one shared by every other sender. */
     c->limiter = ratelimit_new(c->enrolment->n + 1, lim.rate, lim.burst, 5.0);
     c->zctx = zmq_ctx_new();
+    zmq_ctx_set(c->zctx, ZMQ_IO_THREADS, c->io_threads); /* before the first socket */
     if (c->curve && !(c->zap = zap_handler_new(c->zctx, c->enrolment, err))) return CC_ERR_IO;
     c->router = zmq_socket(c->zctx, ZMQ_ROUTER);
     int one = 1, linger = 2000, hwm = (int)lim.queue, handshake_ms = (int)(lim.handshake_s * 1000.0);

@@ -790,6 +790,9 @@ static void s_clients_usage(FILE *fp) {
             "  --scale X         Δ values uniform in ±X (default 1e-4)\n"
             "  --no-curve        plain TCP (the coordinator's [security] curve = false)\n"
             "  --trust-tasks     do not hash the task's θ (decode its envelope only)\n"
+            "  --io-threads N    ZeroMQ I/O threads shared by the K clients (default 2: K real\n"
+            "                    hospitals each have one; a single one for all K would make the\n"
+            "                    generator's CURVE decryption the round's bottleneck)\n"
             "  --timeout S       give up after S seconds (default 3600)\n"
             "  --json            last stdout line: one JSON object\n"
             "  --help\n");
@@ -797,20 +800,21 @@ static void s_clients_usage(FILE *fp) {
 
 int bench_cmd_clients(int argc, char **argv) {
     enum { O_ENDPOINT = 256, O_KEYS, O_CLIENTS, O_PREFIX, O_INPUTS, O_CLASSES, O_NTRAIN, O_SPREAD, O_SCALE,
-           O_NOCURVE, O_TRUST, O_TIMEOUT, O_JSON, O_HELP };
+           O_NOCURVE, O_TRUST, O_IO, O_TIMEOUT, O_JSON, O_HELP };
     static const struct option longopts[] = {
         {"endpoint", required_argument, 0, O_ENDPOINT}, {"keys", required_argument, 0, O_KEYS},
         {"clients", required_argument, 0, O_CLIENTS}, {"prefix", required_argument, 0, O_PREFIX},
         {"inputs", required_argument, 0, O_INPUTS}, {"classes", required_argument, 0, O_CLASSES},
         {"n-train", required_argument, 0, O_NTRAIN}, {"spread", required_argument, 0, O_SPREAD},
         {"scale", required_argument, 0, O_SCALE}, {"no-curve", no_argument, 0, O_NOCURVE},
-        {"trust-tasks", no_argument, 0, O_TRUST}, {"timeout", required_argument, 0, O_TIMEOUT},
+        {"trust-tasks", no_argument, 0, O_TRUST}, {"io-threads", required_argument, 0, O_IO},
+        {"timeout", required_argument, 0, O_TIMEOUT},
         {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     s_lg_t g;
     memset(&g, 0, sizeof g);
     g.K = 8, g.n_train = 1000, g.classes = 2, g.scale = 1e-4, g.seed = 7;
     const char *endpoint = NULL, *keys = NULL, *prefix = "site";
-    int curve = 1, json = 0, c;
+    int curve = 1, json = 0, io_threads = 2, c;
     double timeout = 3600, v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -844,6 +848,10 @@ int bench_cmd_clients(int argc, char **argv) {
             break;
         case O_NOCURVE: curve = 0; break;
         case O_TRUST: g.trust_tasks = 1; break;
+        case O_IO:
+            if (bench_num(optarg, 1, 64, &v)) return bench_bad("clients", "--io-threads", optarg, "an integer in [1, 64]");
+            io_threads = (int)v;
+            break;
         case O_TIMEOUT:
             if (bench_num(optarg, 0.1, 1e7, &v)) return bench_bad("clients", "--timeout", optarg, "seconds > 0");
             timeout = v;
@@ -862,6 +870,7 @@ int bench_cmd_clients(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/coordinator.pub", keys);
     if (identity_load_public(&g.coord, path, &err)) return fprintf(stderr, "concord-bench clients: %s\n", err.msg), 1;
     void *ctx = zmq_ctx_new();
+    zmq_ctx_set(ctx, ZMQ_IO_THREADS, io_threads);
     g.cl = cc_xcalloc(g.K, sizeof *g.cl);
     zmq_pollitem_t *items = cc_xcalloc(g.K, sizeof *items);
     for (size_t i = 0; i < g.K; i++) {

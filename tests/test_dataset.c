@@ -7,7 +7,6 @@
  * index of the 1):  thyroid.train 89 / 192 / 3319,  thyroid.test 77 / 176 / 3347,
  * diabetes.train 133 / 251. The thyroid test also re-parses the file independently. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "dataset.h"
 #include "fileio.h"
+#include "tmpdir_fixture.h"
 
 #define FANN_DIR "/usr/share/doc/libfann-dev/examples/datasets/"
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist/"
@@ -26,23 +26,10 @@
 static char s_dir[64];
 
 static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/test_dataset.XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    tmpdir_make(s_dir, sizeof s_dir, "/tmp/test_dataset.");
 }
 
-/* The directory is flat: remove its files, then it. */
-static void s_teardown(void) {
-    DIR *d = opendir(s_dir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(s_dir);
-}
+static void s_teardown(void) { tmpdir_remove(s_dir); }
 
 TestSuite(fann, .init = s_setup, .fini = s_teardown);
 TestSuite(csv, .init = s_setup, .fini = s_teardown);
@@ -52,13 +39,7 @@ TestSuite(partition, .init = s_setup, .fini = s_teardown);
 TestSuite(stats, .init = s_setup, .fini = s_teardown);
 
 /* Path of name in the test directory; a few rotating buffers so several can be live. */
-static const char *s_path(const char *name) {
-    static char bufs[8][256];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, 256, "%s/%s", s_dir, name);
-    return b;
-}
+static const char *s_path(const char *name) { return tmpdir_join(s_dir, name); }
 
 static const char *s_write(const char *name, const char *text) {
     const char *p = s_path(name);

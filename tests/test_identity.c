@@ -21,39 +21,21 @@
 
 #include "fileio.h"
 #include "identity.h"
+#include "tmpdir_fixture.h"
 
 static char s_dir[64];
 
 static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/concord_ident_XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    tmpdir_make(s_dir, sizeof s_dir, "/tmp/concord_ident_");
     cr_assert_geq(sodium_init(), 0);
     fileio_fault_fail_sync_after = 0;
 }
 
-static void s_teardown(void) {
-    DIR *d = opendir(s_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(s_dir);
-}
+static void s_teardown(void) { tmpdir_remove(s_dir); }
 
 TestSuite(identity, .init = s_setup, .fini = s_teardown);
 
-static char *s_path(const char *name) {
-    static char p[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", s_dir, name);
-    return p[k];
-}
+static char *s_path(const char *name) { return tmpdir_join(s_dir, name); }
 
 static void s_write(const char *name, const char *text, mode_t mode) {
     const char *p = s_path(name);

@@ -16,7 +16,6 @@
  * replay (a flipped byte in one is torn when last, CORRUPT when followed), and are never
  * hashed on append (a wrong digest is accepted, and the record rejected on replay). */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -27,40 +26,22 @@
 
 #include "fileio.h"
 #include "journal.h"
+#include "tmpdir_fixture.h"
 #include "wire.h"
 
 static char s_dir[64];
 
 static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/concord_jrnl_XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    tmpdir_make(s_dir, sizeof s_dir, "/tmp/concord_jrnl_");
     cr_assert_geq(sodium_init(), 0);
     journal_fault_fail_write_after = 0;
 }
 
-static void s_teardown(void) {
-    DIR *d = opendir(s_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(s_dir);
-}
+static void s_teardown(void) { tmpdir_remove(s_dir); }
 
 TestSuite(journal, .init = s_setup, .fini = s_teardown);
 
-static char *s_path(const char *name) {
-    static char p[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", s_dir, name);
-    return p[k];
-}
+static char *s_path(const char *name) { return tmpdir_join(s_dir, name); }
 
 static journal_t *s_open(const char *path, uint64_t round, journal_replay_t *r) {
     journal_t *j = NULL;

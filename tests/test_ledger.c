@@ -15,7 +15,6 @@
  * The CLI (ledger_verify_main): messages and exit codes 0/1/2, --json. ledger/export_sample
  * writes a sample for tests/ledger_cli.sh when CONCORD_LEDGER_OUT is set. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -30,6 +29,7 @@
 #include "identity.h"
 #include "ledger.h"
 #include "log.h"
+#include "tmpdir_fixture.h"
 
 #define N_ENTRIES 5
 #define FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
@@ -38,8 +38,7 @@ static char s_dir[64];
 static identity_t s_coord, s_other;
 
 static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/concord_ledger_XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    tmpdir_make(s_dir, sizeof s_dir, "/tmp/concord_ledger_");
     cr_assert_geq(sodium_init(), 0);
     cc_err_t err = {0};
     cr_assert_eq(identity_generate(&s_coord, "coordinator", &err), 0, "%s", err.msg);
@@ -51,28 +50,12 @@ static void s_setup(void) {
 static void s_teardown(void) {
     identity_clear(&s_coord);
     identity_clear(&s_other);
-    DIR *d = opendir(s_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(s_dir);
+    tmpdir_remove(s_dir);
 }
 
 TestSuite(ledger, .init = s_setup, .fini = s_teardown);
 
-static char *s_path(const char *name) {
-    static char p[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", s_dir, name);
-    return p[k];
-}
+static char *s_path(const char *name) { return tmpdir_join(s_dir, name); }
 
 /* ---- files ---- */
 

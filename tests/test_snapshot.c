@@ -20,41 +20,21 @@
 
 #include "fileio.h"
 #include "snapshot.h"
+#include "tmpdir_fixture.h"
 
 static char s_dir[64];
 
-static void s_rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) s_rm_tree(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
-
 static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/concord_snap_XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    tmpdir_make(s_dir, sizeof s_dir, "/tmp/concord_snap_");
     cr_assert_geq(sodium_init(), 0);
     fileio_fault_fail_sync_after = 0;
 }
 
-static void s_teardown(void) { s_rm_tree(s_dir); }
+static void s_teardown(void) { tmpdir_remove(s_dir); }
 
 TestSuite(snapshot, .init = s_setup, .fini = s_teardown);
 
-static char *s_path(const char *name) {
-    static char p[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", s_dir, name);
-    return p[k];
-}
+static char *s_path(const char *name) { return tmpdir_join(s_dir, name); }
 
 static int s_exists(const char *path) {
     struct stat st;

@@ -122,6 +122,15 @@ static void s_build(const char *path, int n) {
     for (int r = 0; r < n; r++) s_append(path, &s_coord, s_entry(r));
 }
 
+/* Builds an N_ENTRIES ledger at path and returns its bytes (free()), with starts[i] the
+ * offset of line i and starts[N_ENTRIES] = *len. */
+static char *s_build_and_split(const char *path, size_t *len, size_t starts[16]) {
+    s_build(path, N_ENTRIES);
+    char *buf = s_read(path, len);
+    cr_assert_eq(s_lines(buf, *len, starts, 15), N_ENTRIES);
+    return buf;
+}
+
 static int s_verify(const char *path, const uint8_t *pk, ledger_report_t *rep) {
     cc_err_t err = {0};
     return ledger_verify(path, pk, rep, &err);
@@ -188,10 +197,8 @@ Test(ledger, append_verify_and_head) {
 /* Deterministic Ed25519 lets the format be checked as a known answer, line by line. */
 Test(ledger, lines_match_independent_implementation) {
     const char *path = s_path("ledger.jsonl");
-    s_build(path, N_ENTRIES);
     size_t len, st[16];
-    char *buf = s_read(path, &len);
-    cr_assert_eq(s_lines(buf, len, st, 15), N_ENTRIES);
+    char *buf = s_build_and_split(path, &len, st);
     for (int i = 0; i < N_ENTRIES; i++) {
         json_t *e = s_entry(i);
         char *want = i == 0 ? s_forge(e, 0, NULL, 0, s_coord.sk)
@@ -282,10 +289,8 @@ Test(ledger, reals_utf8_and_big_entries_round_trip) {
  * it), as damage, never as a torn line. */
 Test(ledger, every_byte_flip_names_its_entry) {
     const char *path = s_path("ledger.jsonl"), *copy = s_path("copy.jsonl");
-    s_build(path, N_ENTRIES);
     size_t len, st[16];
-    char *buf = s_read(path, &len);
-    cr_assert_eq(s_lines(buf, len, st, 15), N_ENTRIES);
+    char *buf = s_build_and_split(path, &len, st);
     static const uint8_t masks[] = {0x01, 0x20, 0x80};
     int kinds[LEDGER_FAIL_TRUNCATED + 1] = {0};
     for (size_t p = 0, line = 0; p < len; p++) {
@@ -352,10 +357,8 @@ static void s_write_lines(const char *path, const char *buf, const size_t *st, c
 
 Test(ledger, removed_swapped_and_duplicated_lines_break_the_chain) {
     const char *path = s_path("ledger.jsonl"), *copy = s_path("copy.jsonl");
-    s_build(path, N_ENTRIES);
     size_t len, st[16];
-    char *buf = s_read(path, &len);
-    cr_assert_eq(s_lines(buf, len, st, 15), N_ENTRIES);
+    char *buf = s_build_and_split(path, &len, st);
     ledger_report_t good, rep;
     cr_assert_eq(s_verify(path, s_coord.pk, &good), 0);
 
@@ -402,10 +405,8 @@ Test(ledger, removed_swapped_and_duplicated_lines_break_the_chain) {
 
 Test(ledger, foreign_key_is_a_bad_signature) {
     const char *path = s_path("ledger.jsonl");
-    s_build(path, N_ENTRIES);
     size_t len, st[16];
-    char *buf = s_read(path, &len);
-    cr_assert_eq(s_lines(buf, len, st, 15), N_ENTRIES);
+    char *buf = s_build_and_split(path, &len, st);
     ledger_report_t rep;
     /* the whole ledger against another key: the first entry is already bad */
     cr_assert_eq(s_verify(path, s_other.pk, &rep), CC_ERR_CORRUPT);
@@ -598,10 +599,8 @@ Test(ledger, torn_prefixes_of_every_json_construct) {
 
 Test(ledger, append_cuts_a_torn_tail_and_continues) {
     const char *path = s_path("ledger.jsonl");
-    s_build(path, N_ENTRIES);
     size_t len, st[16];
-    char *buf = s_read(path, &len);
-    cr_assert_eq(s_lines(buf, len, st, 15), N_ENTRIES);
+    char *buf = s_build_and_split(path, &len, st);
     size_t cut = st[4] + (st[5] - st[4]) / 2;
     s_write(path, buf, cut);
     ledger_head_t h;

@@ -120,14 +120,20 @@ Test(snapshot, round_trip) {
     free(params);
 }
 
-Test(snapshot, every_truncation_is_truncated) {
+/* The bytes of s_small(1) as written to the file "full" (free()). */
+static char *s_small_bytes(size_t *len) {
     snapshot_t *s = s_small(1);
     cc_err_t err = {0};
     cr_assert_eq(snapshot_write(s, s_path("full"), &err), 0, "%s", err.msg);
     snapshot_destroy(&s);
     char *full;
+    s_file(s_path("full"), &full, len);
+    return full;
+}
+
+Test(snapshot, every_truncation_is_truncated) {
     size_t len;
-    s_file(s_path("full"), &full, &len);
+    char *full = s_small_bytes(&len);
     for (size_t cut = 0; cut < len; cut++) {
         s_write_file(s_path("cut"), full, cut);
         cr_assert_eq(s_read_code(s_path("cut")), CC_ERR_TRUNCATED, "cut at %zu of %zu", cut, len);
@@ -139,13 +145,8 @@ Test(snapshot, every_truncation_is_truncated) {
 
 Test(snapshot, every_byte_flip_is_corrupt) {
     static const uint8_t masks[3] = {0x01, 0x80, 0xff};
-    snapshot_t *s = s_small(1);
-    cc_err_t err = {0};
-    cr_assert_eq(snapshot_write(s, s_path("full"), &err), 0, "%s", err.msg);
-    snapshot_destroy(&s);
-    char *full;
     size_t len;
-    s_file(s_path("full"), &full, &len);
+    char *full = s_small_bytes(&len);
     for (size_t i = 0; i < len; i++)
         for (int m = 0; m < 3; m++) {
             full[i] ^= (char)masks[m];

@@ -399,43 +399,40 @@ Test(config, long_values_are_not_truncated) {
 
 /* ---- file-level errors ---- */
 
-Test(config, unknown_key) {
-    char *p = s_write("coordinator.ini", "[federation]\nrounds = 3\nroudns = 4\n");
+/* Writes text as name and loads it: FORMAT, with a message that holds "<path><at>" and, unless
+ * NULL, hint. */
+static void s_load_fails(const char *name, const char *text, const char *at, const char *hint) {
+    char *p = s_write(name, text);
     cc_err_t err = {0};
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
+    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT, "%s", name);
     char where[512];
-    snprintf(where, sizeof where, "%s:3: [federation] unknown key \"roudns\"", p);
-    s_has(err.msg, where, "did you mean rounds?", NULL);
-    /* Failed load: nothing applied, not even the good line before it. */
-    cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "20");
-    free(p);
-    p = s_write("c2.ini", "[model]\nlr = 0.1\n");
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    snprintf(where, sizeof where, "%s:2: [model] unknown key \"lr\"", p);
-    s_has(err.msg, where, "belongs in section [training]", NULL);
+    snprintf(where, sizeof where, "%s%s", p, at);
+    s_has(err.msg, where, hint, NULL);
     free(p);
 }
 
+Test(config, unknown_key) {
+    s_load_fails("coordinator.ini", "[federation]\nrounds = 3\nroudns = 4\n",
+                 ":3: [federation] unknown key \"roudns\"", "did you mean rounds?");
+    /* Failed load: nothing applied, not even the good line before it. */
+    cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "20");
+    s_load_fails("c2.ini", "[model]\nlr = 0.1\n", ":2: [model] unknown key \"lr\"",
+                 "belongs in section [training]");
+}
+
 Test(config, unknown_section) {
-    char *p = s_write("coordinator.ini", "[federation]\nrounds = 3\n\n[federatoin]\n; c\nquorum = 0.1\n");
-    cc_err_t err = {0};
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    char where[512];
-    snprintf(where, sizeof where, "%s:4: unknown section [federatoin]", p);
-    s_has(err.msg, where, "did you mean [federation]?", NULL);
-    free(p);
+    s_load_fails("coordinator.ini", "[federation]\nrounds = 3\n\n[federatoin]\n; c\nquorum = 0.1\n",
+                 ":4: unknown section [federatoin]", "did you mean [federation]?");
     /* An empty unknown section is an error too, reported at its header. */
-    p = s_write("c2.ini", "[federation]\nrounds = 3\n[bogus]\n");
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    snprintf(where, sizeof where, "%s:3: unknown section [bogus]", p);
-    s_has(err.msg, where, "known sections: federation, model, security, storage, metrics, training", NULL);
-    free(p);
+    s_load_fails("c2.ini", "[federation]\nrounds = 3\n[bogus]\n", ":3: unknown section [bogus]",
+                 "known sections: federation, model, security, storage, metrics, training");
     /* A section name longer than libinih's 50-byte buffer is reported in full. */
-    char text[256], longname[120];
+    char text[256], longname[120], where[512];
     memset(longname, 's', 100);
     longname[100] = '\0';
     snprintf(text, sizeof text, "[%s]\nrounds = 1\n", longname);
-    p = s_write("c3.ini", text);
+    char *p = s_write("c3.ini", text);
+    cc_err_t err = {0};
     cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
     snprintf(where, sizeof where, ":1: unknown section [%s]", longname);
     s_has(err.msg, where, NULL);
@@ -444,44 +441,23 @@ Test(config, unknown_section) {
 }
 
 Test(config, key_before_section) {
-    char *p = s_write("c.ini", "\nrounds = 3\n[federation]\n");
-    cc_err_t err = {0};
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    char where[512];
-    snprintf(where, sizeof where, "%s:2: key \"rounds\" appears before any [section]", p);
-    s_has(err.msg, where, NULL);
-    free(p);
+    s_load_fails("c.ini", "\nrounds = 3\n[federation]\n",
+                 ":2: key \"rounds\" appears before any [section]", NULL);
 }
 
 Test(config, syntax_error_line) {
-    char *p = s_write("c.ini", "[federation]\nrounds = 3\n\nthis line has no equals sign\nquorum = 0.1\n");
-    cc_err_t err = {0};
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    char where[512];
-    snprintf(where, sizeof where, "%s:4: syntax error", p);
-    s_has(err.msg, where, "this line has no equals sign", NULL);
+    s_load_fails("c.ini", "[federation]\nrounds = 3\n\nthis line has no equals sign\nquorum = 0.1\n",
+                 ":4: syntax error", "this line has no equals sign");
     cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "20");
     cr_expect_str_eq(config_get(s_cfg, "federation.quorum"), "0.5");
-    free(p);
     /* An unterminated header. */
-    p = s_write("c2.ini", "[federation]\nrounds = 3\n[model\narch = x\n");
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    snprintf(where, sizeof where, "%s:3: syntax error", p);
-    s_has(err.msg, where, "[model", NULL);
-    free(p);
+    s_load_fails("c2.ini", "[federation]\nrounds = 3\n[model\narch = x\n", ":3: syntax error",
+                 "[model");
     /* The first error wins, whichever kind it is. */
-    p = s_write("c3.ini", "[federation]\nrounds = 3\nbroken\nnope = 1\n");
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    snprintf(where, sizeof where, "%s:3: syntax error", p);
-    s_has(err.msg, where, NULL);
-    free(p);
-    p = s_write("c4.ini", "[federation]\nnope = 1\nbroken\n");
-    cr_expect_eq(config_load_file(s_cfg, p, &err), CC_ERR_FORMAT);
-    snprintf(where, sizeof where, "%s:2: [federation] unknown key \"nope\"", p);
-    s_has(err.msg, where, NULL);
-    free(p);
+    s_load_fails("c3.ini", "[federation]\nrounds = 3\nbroken\nnope = 1\n", ":3: syntax error", NULL);
+    s_load_fails("c4.ini", "[federation]\nnope = 1\nbroken\n",
+                 ":2: [federation] unknown key \"nope\"", NULL);
 }
-
 Test(config, unreadable_and_binary_files) {
     cc_err_t err = {0};
     char *p = s_path("missing.ini");

@@ -8,8 +8,11 @@
  *        ▲    ▲                deadline without quorum │          ┌──────────────────┐
  *        │    │                (first time)            ▼          │ aggregate, save  │
  *        │    │                               ┌────────────┐      │ checkpoint (the  │
- *        │    │   deadline without quorum     │  EXTENDED  │─────►│ commit point),   │
- *        │    └───── abort: model unchanged ◄─┴────────────┘      │ history line     │
+ *        │    │   deadline without quorum     │  EXTENDED  │─────►│ commit point,    │
+ *        │    └───── abort: model unchanged ◄─┴────────────┘      │ carrying history │
+ *        │                                                        │ line and ledger  │
+ *        │                                                        │ entry, appended  │
+ *        │                                                        │ after next tasks)│
  *        │                                                        └──────────────────┘
  *        └──────────────────── next round ◄───────────────────────────────┘
  *   After `rounds` rounds: DONE (export the model, tell every client, exit).
@@ -23,6 +26,7 @@
 #ifndef CONCORD_COORD_H
 #define CONCORD_COORD_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,6 +93,8 @@ typedef struct {
     char per_class_name[16];
     char *ledger_path;         /* contribution ledger (JSON lines), NULL = off */
     int ledger_in_step;        /* this process wrote the ledger's last entry: no crash left one ahead */
+    char *committed_line;      /* the last committed round's history line, until appended */
+    json_t *committed_entry;   /* and its ledger entry */
     double norm_ratio;         /* [aggregation] max_norm_ratio: drop updates over ratio × median norm (0: off) */
     int robust;                /* [aggregation] robust: 0 weighted mean, 1 median, 2 trimmed mean */
     double trim;               /* trimmed mean: fraction cut at each end per coordinate */
@@ -263,14 +269,27 @@ void coord_archive_update(coord_t *c, const char *id, const void *delta);
 int coord_seq_reserve(coord_t *c, cc_err_t *err);
 
 /* history.c */
-/* Drops lines of rounds >= c->round (not committed); an error if they cannot be dropped. */
-int coord_history_trim(coord_t *c, cc_err_t *err);
-/* Appends the round's line durably (fsync); -1 after logging the file, operation and error. */
-int coord_history_append(coord_t *c, const char *status, const double *weights, double duration);
+/* Drops lines of rounds >= c->round (not committed); an error if they cannot be dropped.
+ * *last_round: the last round left in the file, -1 if none. */
+int coord_history_trim(coord_t *c, int64_t *last_round, cc_err_t *err);
+/* The closing round's line (JSON text, to free). */
+char *coord_history_line(coord_t *c, const char *status, const double *weights, double duration);
+/* Appends a line durably (fsync); -1 after logging the file, operation and error. */
+int coord_history_write(const coord_t *c, const char *line);
 
-/* ledger.c (coordinator side): one signed, hash-chained line per committed round; -1 after
- * logging when it cannot be appended (the round must then not be committed). */
-int coord_ledger_record(coord_t *c, const char *status, const double *weights);
+/* ledger.c (coordinator side): one signed, hash-chained line per committed round. */
+/* The closing round's entry (NULL when the ledger is off). */
+json_t *coord_ledger_entry(const coord_t *c, const char *status, const double *weights);
+/* Appends round's entry unless the ledger holds that round already (*appended, may be NULL,
+ * says which). */
+int coord_ledger_write(coord_t *c, uint64_t round, json_t *entry, int *appended, cc_err_t *err);
+
+/* The history line and ledger entry of the last committed round, carried by its checkpoint
+ * until they are appended (rounds.c: after the next round's tasks have left; persist.c:
+ * at a restart, whichever the files lack). */
+int coord_flush_committed(coord_t *c);
+int coord_restore_committed(coord_t *c, int64_t last_history_round, cc_err_t *err);
+void coord_drop_committed(coord_t *c);
 
 /* http.c */
 int coord_http_start(coord_t *c, const char *bind, cc_err_t *err);

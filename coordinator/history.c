@@ -21,10 +21,11 @@
 #include "metrics.h"
 #include "train.h"
 
-int coord_history_trim(coord_t *c, cc_err_t *err) {
+int coord_history_trim(coord_t *c, int64_t *last_round, cc_err_t *err) {
     char *text = NULL;
     size_t len = 0;
     int rc = 0;
+    *last_round = -1;
     if (fileio_read_all(c->history_path, (size_t)1 << 32, &text, &len, NULL) != 0) return 0;
     size_t kept = 0, dropped = 0;
     char *out = cc_xmalloc(len + 1);
@@ -37,6 +38,7 @@ int coord_history_trim(coord_t *c, cc_err_t *err) {
         if (j && nl && r >= 0 && (uint64_t)r < c->round) {
             memcpy(out + kept, line, (size_t)(next - line));
             kept += (size_t)(next - line);
+            if (r > *last_round) *last_round = r;
         } else {
             dropped++;
         }
@@ -122,7 +124,7 @@ static json_t *s_clients(const coord_t *c, const double *weights, json_t *weight
     return clients;
 }
 
-/* Appends one line and makes it durable before the checkpoint commits its round. */
+/* Appends one line and makes it durable. */
 static int s_append_line(const char *path, const char *text) {
     FILE *fp = fopen(path, "a");
     const char *what = "open";
@@ -132,12 +134,12 @@ static int s_append_line(const char *path, const char *text) {
     int e = errno;
     if (fp && fclose(fp) != 0 && ok) what = "close", ok = 0, e = errno;
     if (!ok)
-        cc_log_error("history_write_failed", "path=%s op=%s error=\"%s\" action=\"round not committed; stopping\"",
-                     path, what, strerror(e));
+        cc_log_error("history_write_failed", "path=%s op=%s error=\"%s\" action=\"stopping; the checkpoint carries "
+                     "the line and a restart appends it\"", path, what, strerror(e));
     return ok ? 0 : -1;
 }
 
-int coord_history_append(coord_t *c, const char *status, const double *weights, double duration) {
+char *coord_history_line(coord_t *c, const char *status, const double *weights, double duration) {
     json_t *participants = json_array(), *responded = json_array(), *wmap = json_object();
     for (size_t i = 0; i < c->n_participants; i++) json_array_append_new(participants, json_string(c->participants[i]));
     const coord_update_t *slowest = NULL;
@@ -160,8 +162,10 @@ int coord_history_append(coord_t *c, const char *status, const double *weights, 
     for (size_t k = 0; k < c->n_updates; k++) upload += c->updates[k].upload_bytes;
     json_object_set_new(line, "upload_bytes", json_integer((json_int_t)upload));
     char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    int rc = s_append_line(c->history_path, text);
-    free(text);
     json_decref(line);
-    return rc;
+    return text;
+}
+
+int coord_history_write(const coord_t *c, const char *line) {
+    return c->history_path && c->history_path[0] ? s_append_line(c->history_path, line) : 0;
 }

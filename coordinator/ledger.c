@@ -2,8 +2,9 @@
  * round, one coordinator-signed, hash-chained JSON line naming the model it produced and,
  * per hospital, the digest of the update used, its sample count, FedCE cosine and scores,
  * its weight and its alignment gaps, so a hospital can check what it was credited with
- * (`concord-coordinator verify-ledger`). A round already in the ledger (the coordinator
- * crashed after writing it but before its checkpoint) is not written twice. */
+ * (`concord-coordinator verify-ledger`). A round's entry travels in its checkpoint and is
+ * appended once the next round's tasks are out (rounds.c); a restart appends it if a crash
+ * came first, and a round already in the ledger is never written twice. */
 #include <math.h>
 #include <string.h>
 
@@ -35,26 +36,26 @@ static json_t *s_entry(const coord_t *c, const char *status, const double *weigh
                      hex, "weighting", c->fedce ? "fedce" : "fedavg", "clients", clients);
 }
 
-int coord_ledger_record(coord_t *c, const char *status, const double *weights) {
-    if (!c->ledger_path || !c->ledger_path[0]) return 0;
-    cc_err_t err = {0};
+json_t *coord_ledger_entry(const coord_t *c, const char *status, const double *weights) {
+    return c->ledger_path && c->ledger_path[0] ? s_entry(c, status, weights) : NULL;
+}
+
+int coord_ledger_write(coord_t *c, uint64_t round, json_t *entry, int *appended, cc_err_t *err) {
+    if (appended) *appended = 0;
+    if (!c->ledger_path || !c->ledger_path[0] || !entry) return 0;
     ledger_head_t head;
     json_t *last = NULL;
     /* Only the first round committed after a start can find its entry written already. */
-    if (!c->ledger_in_step && ledger_head(c->ledger_path, c->self.pk, &head, &last, &err) == 0 && last) {
+    if (!c->ledger_in_step && ledger_head(c->ledger_path, c->self.pk, &head, &last, err) == 0 && last) {
         json_int_t r = json_integer_value(json_object_get(last, "round"));
         json_decref(last);
-        if (head.entries > 0 && r >= (json_int_t)c->round) { /* recorded before a crash */
-            c->ledger_in_step = r == (json_int_t)c->round;
+        if (head.entries > 0 && r >= (json_int_t)round) { /* recorded before a crash */
+            c->ledger_in_step = r == (json_int_t)round;
             return 0;
         }
     }
-    json_t *entry = s_entry(c, status, weights);
-    int rc = ledger_append(c->ledger_path, &c->self, entry, &err);
-    if (rc)
-        cc_log_error("ledger_append_failed", "round=%llu reason=\"%s\" action=\"round not committed; stopping\"",
-                     (unsigned long long)c->round, err.msg);
-    json_decref(entry);
+    int rc = ledger_append(c->ledger_path, &c->self, entry, err);
     c->ledger_in_step = rc == 0;
-    return rc ? -1 : 0;
+    if (appended) *appended = rc == 0;
+    return rc;
 }

@@ -375,7 +375,9 @@ static int s_recover(coord_t *c, cc_err_t *err) {
         cc_log_info("resumed", "round=%llu state_dir=%s", (unsigned long long)c->round, c->state_dir);
         if (c->std && c->test && c->standardize == 2) standardizer_apply(c->std, c->test);
     }
-    rc = coord_history_trim(c, err);
+    int64_t last_history_round;
+    rc = coord_history_trim(c, &last_history_round, err);
+    rc = rc ? rc : coord_restore_committed(c, last_history_round, err);
     rc = rc ? rc : coord_journal_open_round(c, 1, err);
     rc = rc ? rc : coord_seq_reserve(c, err); /* a full disk fails here rather than at the first reply */
     if (rc) return rc;
@@ -563,6 +565,7 @@ static void s_teardown(coord_t *c) {
     coord_http_stop();
     if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
     coord_params_free(c);                                /* ...θ lives until the last is */
+    coord_drop_committed(c);
     journal_close(&c->journal);
     if (c->router) zmq_close(c->router);
     zap_handler_destroy(&c->zap);

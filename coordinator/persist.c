@@ -2,8 +2,10 @@
  *
  *  - Checkpoint (snapshot sections "meta" JSON, "params", "std_mean", "std_std", and with
  *    minus_model = coordinator "minus_meta", "minus": the FedCE minus models), written
- *    at every round transition; it is the commit point of a round (history lines of rounds
- *    it does not cover are dropped on restart).
+ *    at every round transition; it is the commit point of a round. Its meta carries the
+ *    committed round's history line and ledger entry, appended to their files after the
+ *    next round's tasks have left; a restart appends whichever the files lack and drops
+ *    history lines of rounds the checkpoint does not cover.
  *  - Journal of the open round: an "open" record naming the participants, then one record
  *    per accepted update: u32 header length | header JSON | Δ (P float32). An Ack is sent
  *    only after the record is durable (JOURNAL-1), so a coordinator killed mid-round replays
@@ -41,6 +43,9 @@ static json_t *s_meta_json(const coord_t *c) {
                      (json_int_t)c->spec.n_inputs, "n_classes", (json_int_t)c->spec.n_classes,
                      "model_digest", hex, "last_seq", seqs);
     json_object_set_new(meta, "fedce", fedce);
+    /* The history line and ledger entry of the round this checkpoint commits (rounds.c). */
+    if (c->committed_line) json_object_set_new(meta, "history_line", json_string(c->committed_line));
+    if (c->committed_entry) json_object_set(meta, "ledger_entry", c->committed_entry);
     return meta;
 }
 
@@ -84,6 +89,11 @@ static int s_restore_meta(coord_t *c, const char *text, size_t len, cc_err_t *er
                         "use another state_dir or the same model", c->state_dir, saved_arch, arch);
     } else {
         c->round = (uint64_t)json_integer_value(json_object_get(meta, "round"));
+        coord_drop_committed(c);
+        const char *line = json_string_value(json_object_get(meta, "history_line"));
+        if (line) c->committed_line = cc_xstrdup(line);
+        json_t *entry = json_object_get(meta, "ledger_entry");
+        if (json_is_object(entry)) c->committed_entry = json_incref(entry);
         c->rounds_done = (uint64_t)json_integer_value(json_object_get(meta, "rounds_done"));
         c->rounds_aborted = (uint64_t)json_integer_value(json_object_get(meta, "rounds_aborted"));
         json_t *seqs = json_object_get(meta, "last_seq"), *fedce = json_object_get(meta, "fedce");
@@ -127,6 +137,27 @@ int coord_checkpoint_load(coord_t *c, cc_err_t *err) {
         }
     }
     snapshot_destroy(&s);
+    return rc;
+}
+
+/* A crash between a round's commit and the appends of its history line and ledger entry
+ * leaves them only in the checkpoint: append whichever the files lack. */
+int coord_restore_committed(coord_t *c, int64_t last_history_round, cc_err_t *err) {
+    int rc = 0;
+    if (c->round > 0 && c->committed_line && last_history_round < (int64_t)c->round - 1) {
+        if (coord_history_write(c, c->committed_line) != 0)
+            rc = cc_err_set(err, CC_ERR_IO, "%s: cannot append round %llu's line from the checkpoint", c->history_path,
+                            (unsigned long long)(c->round - 1));
+        else
+            cc_log_info("history_line_restored", "round=%llu path=%s", (unsigned long long)(c->round - 1), c->history_path);
+    }
+    if (!rc && c->round > 0 && c->committed_entry) {
+        int appended;
+        rc = coord_ledger_write(c, c->round - 1, c->committed_entry, &appended, err);
+        if (appended)
+            cc_log_info("ledger_entry_restored", "round=%llu path=%s", (unsigned long long)(c->round - 1), c->ledger_path);
+    }
+    coord_drop_committed(c);
     return rc;
 }
 

@@ -146,6 +146,7 @@ static size_t s_quorum(const coord_t *c) {
  * the coordinator then exits 1 (an operator must notice), and a restart exports again. */
 static void s_finish(coord_t *c) {
     cc_err_t err = {0};
+    if (coord_flush_committed(c)) return; /* the last round's history line and ledger entry */
     coord_set_state(c, COORD_DONE);
     int exported = coord_export(c, &err) == 0;
     if (!exported)
@@ -180,13 +181,38 @@ static void s_ack_committed(coord_t *c, uint64_t round) {
         }
 }
 
-/* Commits round t: checkpoint of round t+1 (the commit point), history line, new journal. */
+void coord_drop_committed(coord_t *c) {
+    free(c->committed_line);
+    json_decref(c->committed_entry);
+    c->committed_line = NULL, c->committed_entry = NULL;
+}
+
+/* Appends the last committed round's history line and ledger entry. They waited for the
+ * next round's tasks to leave: their fsyncs are then off the round's path, and the
+ * checkpoint, which carries both, has made them durable already. A failure stops the
+ * coordinator; the restart appends them (coord_restore_committed). */
+int coord_flush_committed(coord_t *c) {
+    if (!c->committed_line && !c->committed_entry) return 0;
+    uint64_t round = c->round - 1;
+    cc_err_t err = {0};
+    int rc = c->committed_line ? coord_history_write(c, c->committed_line) : 0;
+    if (!rc && coord_ledger_write(c, round, c->committed_entry, NULL, &err) != 0) {
+        cc_log_error("ledger_append_failed", "round=%llu reason=\"%s\" action=\"stopping; the checkpoint carries the "
+                     "entry and a restart appends it\"", (unsigned long long)round, err.msg);
+        rc = -1;
+    }
+    coord_drop_committed(c);
+    if (rc) c->stop = 2;
+    return rc;
+}
+
+/* Commits round t: the checkpoint of round t+1 (the commit point), carrying round t's
+ * history line and ledger entry; the Acks it made durable; a new journal. */
 static void s_commit(coord_t *c, const char *status, const double *weights, double duration) {
     cc_err_t err = {0};
-    if (coord_history_append(c, status, weights, duration) || coord_ledger_record(c, status, weights)) {
-        c->stop = 2; /* not committed: a restart closes the round again and writes both */
-        return;
-    }
+    coord_drop_committed(c); /* appended at the end of the tick that made them */
+    c->committed_line = coord_history_line(c, status, weights, duration);
+    c->committed_entry = coord_ledger_entry(c, status, weights);
     c->round++;
     if (coord_checkpoint_save(c, &err)) {
         /* Without a durable checkpoint the round cannot be committed: stop cleanly; a
@@ -194,6 +220,7 @@ static void s_commit(coord_t *c, const char *status, const double *weights, doub
         cc_log_error("checkpoint_failed", "round=%llu reason=\"%s\" action=\"stopping; restart resumes from the last good state\"",
                      (unsigned long long)c->round, err.msg);
         c->round--;
+        coord_drop_committed(c);
         c->stop = 2;
         return;
     }
@@ -294,7 +321,14 @@ void coord_flush_acks(coord_t *c) {
     s_ack_synced(c);
 }
 
+static void s_tick(coord_t *c);
+
 void coord_tick(coord_t *c) {
+    s_tick(c);
+    if (!c->stop) coord_flush_committed(c); /* after the next round's tasks have left */
+}
+
+static void s_tick(coord_t *c) {
     double now = cc_now();
     if (s_round_complete(c)) {
         s_close_round(c); /* its commit acknowledges the updates not yet synced */

@@ -7,8 +7,10 @@
 #      final model is bit-identical to an uninterrupted run.
 #  1b. disk full while writing a checkpoint: it stops, the temp file is gone (FILEIO-3), the
 #      previous checkpoint is untouched; a restart completes the run.
-#  1c. disk full under history.jsonl and the ledger: the round is not committed (no
-#      checkpoint), so a restart writes the missing lines; the ledger verifies.
+#  1c. disk full under history.jsonl and the ledger: the round's checkpoint (the commit
+#      point) carries its history line and ledger entry, the appends after it fail and the
+#      coordinator stops; the restart appends both from the checkpoint, exactly once, and
+#      the ledger verifies.
 #  1d. file size limit (ulimit -f): SIGXFSZ does not kill the coordinator, the journal
 #      append fails with EFBIG, it stops; a restart cuts the torn record and completes.
 #  2.  damaged checkpoints at restart (federation.sh B covers a truncated newest one):
@@ -199,14 +201,18 @@ case_history_full() {
   start_clients "$d" -1 site1 site2 site3
   stops_cleanly 1c
   expect_error "$d" history_write_failed "$mnt/history.jsonl" "No space left on device"
-  [ -e "$d/coordinator-state/ckpt-00000001.snap" ] && fail "1c: round 0 was committed without its history line"
+  [ -e "$d/coordinator-state/ckpt-00000001.snap" ] || fail "1c: round 0 is not committed (no checkpoint of round 1)"
+  grep -q "history_line" "$d/coordinator-state/ckpt-00000001.snap" || fail "1c: the checkpoint does not carry round 0's line"
+  [ -s "$mnt/history.jsonl" ] && fail "1c: a history line was written on a full disk"
   rm -f "$mnt/filler"
   restart_completes 1c "$d" "${files[@]}"
+  log_has "$d" "event=history_line_restored round=0" || fail "1c: the restart did not append round 0's line"
+  log_has "$d" "event=ledger_entry_restored round=0" || fail "1c: the restart did not append round 0's ledger entry"
   complete_history 1c "$mnt/history.jsonl"
   complete_ledger 1c "$mnt/ledger.jsonl" "$d"
   same_model_as_ref "$d"
   stop_clients
-  echo "1c: disk full under the history: round not committed, exit 1; the restart writes every line, the ledger verifies"
+  echo "1c: disk full under the history: the checkpoint carries the line and entry, exit 1; the restart appends them once, the ledger verifies"
 }
 
 # ---- 1d: file size limit: EFBIG, not a death by SIGXFSZ ----------------------------------

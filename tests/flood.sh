@@ -135,7 +135,16 @@ half_open() {
 import os, selectors, socket, sys, time
 port, pid, n, timeout = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 fds = lambda: len(os.listdir(f"/proc/{pid}/fd"))
-f0 = fds()
+def settled_fds():
+    # Rounds keep running: a checkpoint, history or ledger file, or the journal syncer's
+    # descriptor, is open for a moment now and then. The fewest over half a second is the
+    # coordinator's standing count.
+    n = fds()
+    for _ in range(25):
+        time.sleep(0.02)
+        n = min(n, fds())
+    return n
+f0 = settled_fds()
 greeting = b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + b"\0" * 32
 sel, born, held = selectors.DefaultSelector(), {}, []
 def reap(wait_s):
@@ -170,7 +179,8 @@ assert not born, f"{len(born)} of {n} half-open connections still open {timeout 
 slack = float(os.environ.get("FLOOD_CLOSE_SLACK", "2"))  # s; more under sanitizers (slower poll loop)
 assert min(held) >= timeout - 0.5 and max(held) <= timeout + slack, (min(held), max(held), slack)
 time.sleep(0.3)
-assert fds() <= f0, f"{fds() - f0} descriptors more than before"
+left = settled_fds()
+assert left <= f0, f"{left - f0} descriptors more than before"
 print(f"A: {n} half-open connections each closed after {min(held):.1f}-{max(held):.1f} s "
       f"(handshake_timeout_s = {timeout:g}); up to {peak} held at once; descriptors back to {f0}")
 PY

@@ -181,7 +181,8 @@ typedef struct {
 /* rounds.c */
 void coord_set_state(coord_t *c, coord_state_t s);
 void coord_handle_message(coord_t *c, transport_msg_t *msg);
-/* Makes the updates accepted since the last call durable (one journal sync), then Acks them. */
+/* Group commit: Acks the updates a finished journal sync covered, and hands the ones
+ * accepted since to the syncer thread (one fdatasync for all of them; syncer.h). */
 void coord_flush_acks(coord_t *c);
 void coord_tick(coord_t *c);           /* timers: deadlines, round start */
 double coord_next_timeout(const coord_t *c);

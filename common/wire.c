@@ -132,15 +132,31 @@ void wire_digest_floats(uint8_t out[WIRE_DIGEST_BYTES], const float *v, size_t n
     wire_digest_bytes(out, v, n * sizeof(float));
 }
 
+#define NORM_LANES 16
+
+/* Σ x² of a chunk into 16 double lanes: independent adds the compiler vectorises (one
+ * accumulator made the sum latency-bound: 0.13 ms of every 0.4 MB update on the poll
+ * loop). Both clones do the same multiplies and adds (no FMA contraction in ISO C), so
+ * they give the same bits. */
+__attribute__((target_clones("avx2", "default")))
+static void s_sumsq_lanes(double acc[NORM_LANES], const float *x, size_t m) {
+    size_t k = 0;
+    for (; k + NORM_LANES <= m; k += NORM_LANES)
+        for (size_t l = 0; l < NORM_LANES; l++) acc[l] += (double)x[k + l] * x[k + l];
+    for (; k < m; k++) acc[k % NORM_LANES] += (double)x[k] * x[k];
+}
+
 double wire_l2norm_bytes(const void *p, size_t n) {
-    float chunk[1024];
-    double acc = 0.0;
+    float chunk[1024]; /* the frame may be unaligned: copied a chunk at a time */
+    double acc[NORM_LANES] = {0};
     for (size_t i = 0; i < n; i += 1024) {
         size_t m = n - i < 1024 ? n - i : 1024;
         memcpy(chunk, (const unsigned char *)p + i * sizeof(float), m * sizeof(float));
-        for (size_t k = 0; k < m; k++) acc += (double)chunk[k] * chunk[k];
+        s_sumsq_lanes(acc, chunk, m);
     }
-    return sqrt(acc);
+    double sum = 0.0;
+    for (size_t l = 0; l < NORM_LANES; l++) sum += acc[l];
+    return sqrt(sum);
 }
 
 void wire_digest_hex(char out[2 * WIRE_DIGEST_BYTES + 1], const uint8_t d[WIRE_DIGEST_BYTES]) {

@@ -94,7 +94,7 @@ int cc_peak_rss_reset(void) {
 
 void cc_malloc_tune(void) {
 #ifdef __GLIBC__
-    mallopt(M_MMAP_THRESHOLD, 16 << 20);
-    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
 #endif
 }

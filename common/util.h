@@ -40,11 +40,13 @@ char *cc_xstrdup(const char *s);
 /* 64-byte aligned allocation for float buffers fed to BLAS; free with free(). */
 float *cc_xalloc_floats(size_t n);
 
-/* For the daemons, before their first allocation: buffers up to 16 MiB (a message, an
- * update, θ of up to 4M parameters) come from the heap and freed memory goes back to the
- * system only past 32 MiB free at its top. glibc's default maps such buffers afresh each
- * time they are needed once its adaptive threshold is trimmed back, and the zero-filled
- * pages were about a quarter of the coordinator's system time per round. */
+/* For the daemons, before their first allocation: buffers up to 1 MiB (messages, updates
+ * and θ of up to 256k parameters) come from the heap, and a heap gives memory back only
+ * past 8 MiB free at its top. glibc's adaptive default mapped such buffers afresh each
+ * round, and the zero-filled pages were about a quarter of the coordinator's system time
+ * per round at P = 100k. Larger buffers are still mapped and unmapped each time: with
+ * 16 MiB / 32 MiB the heaps of the three threads kept so much that the coordinator's peak
+ * RSS at P = 1M went over its budget (docs/benchmarks.md). */
 void cc_malloc_tune(void);
 
 /* Monotonic clock in seconds. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "rng.h"
 #include "util.h"
 
@@ -60,20 +61,6 @@ static const s_cmd_t *s_find_cmd(const char *name) {
     return NULL;
 }
 
-static int s_bad(const char *cmd, const char *flag, const char *value, const char *expected) {
-    fprintf(stderr, "concord-bench %s: %s: invalid value \"%s\" (expected %s)\n", cmd, flag, value, expected);
-    return 2;
-}
-
-/* Parses a number in [lo, hi]; -1 if text is not one. */
-static int s_parse_num(const char *text, double lo, double hi, double *out) {
-    char *end;
-    double v = strtod(text, &end);
-    if (end == text || *end || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
-}
-
 /* Parses "a,b,c" into at most max positive integers <= hi; returns the count or -1. */
 static int s_parse_int_list(const char *text, int *out, int max, int hi) {
     const char *p = text;
@@ -87,14 +74,6 @@ static int s_parse_int_list(const char *text, int *out, int max, int hi) {
         if (*end != ',') return -1;
         p = end + 1;
     }
-}
-
-/* Prints j compactly as one line and frees it. */
-static void s_print_json(json_t *j) {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
-    printf("%s\n", s);
-    free(s);
-    json_decref(j);
 }
 
 static float *s_random_floats(cc_rng_t *rng, size_t n, float scale) {
@@ -253,22 +232,22 @@ static int s_cmd_gemm(int argc, char **argv) {
         case O_LAYERS:
             n_sizes = s_parse_int_list(optarg, sizes, S_GEMM_MAX_LAYERS + 1, 1 << 16);
             if (n_sizes < 2)
-                return s_bad("gemm", "--layers", optarg, "2 to 17 comma-separated widths in [1, 65536]");
+                return bench_bad("gemm", "--layers", optarg, "2 to 17 comma-separated widths in [1, 65536]");
             break;
         case O_BATCH:
-            if (s_parse_num(optarg, 1, 1 << 16, &v)) return s_bad("gemm", "--batch", optarg, "an integer in [1, 65536]");
+            if (bench_num(optarg, 1, 1 << 16, &v)) return bench_bad("gemm", "--batch", optarg, "an integer in [1, 65536]");
             B = (int)v;
             break;
         case O_THREADS:
-            if (s_parse_num(optarg, 1, 256, &v)) return s_bad("gemm", "--threads", optarg, "an integer in [1, 256]");
+            if (bench_num(optarg, 1, 256, &v)) return bench_bad("gemm", "--threads", optarg, "an integer in [1, 256]");
             threads = (int)v;
             break;
         case O_SECONDS:
-            if (s_parse_num(optarg, 0.01, 3600, &v)) return s_bad("gemm", "--seconds", optarg, "a number in [0.01, 3600]");
+            if (bench_num(optarg, 0.01, 3600, &v)) return bench_bad("gemm", "--seconds", optarg, "a number in [0.01, 3600]");
             seconds = v;
             break;
         case O_SEED:
-            if (s_parse_num(optarg, 0, 1.8e19, &v)) return s_bad("gemm", "--seed", optarg, "a non-negative integer");
+            if (bench_num(optarg, 0, 1.8e19, &v)) return bench_bad("gemm", "--seed", optarg, "a non-negative integer");
             seed = strtoull(optarg, NULL, 10);
             break;
         case O_JSON: json = 1; break;
@@ -352,7 +331,7 @@ static int s_cmd_gemm(int argc, char **argv) {
             "samples_per_sec", sps, "model_set_flop_per_sample", model_flops / (double)B,
             "model_set_gflops", model_gflops, "model_set_samples_per_sec", model_sps, "calls", calls,
             "peak_rss_bytes", (json_int_t)cc_peak_rss());
-        s_print_json(j);
+        bench_print_json(j);
     }
     s_gemm_free(&g);
     return 0;

@@ -514,13 +514,9 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
 void journal_defer_sync(journal_t *j, int on) { j->defer_sync = on != 0; }
 
 int journal_sync(journal_t *j, cc_err_t *err) {
-    if (j->failed)
-        return cc_err_set(err, CC_ERR_IO, "%s: an earlier write failed; reopen or reset the journal",
-                          j->path);
-    if (!j->dirty) return 0;
-    if (fdatasync(j->fd) != 0) return s_fail(j, errno, "fdatasync", err); /* JOURNAL-1 */
-    j->dirty = 0;
-    return 0;
+    journal_sync_t sync;
+    int rc = journal_sync_begin(j, &sync, err);
+    return rc ? rc : journal_sync_end(j, &sync, journal_sync_run(&sync), err);
 }
 
 int journal_sync_begin(journal_t *j, journal_sync_t *sync, cc_err_t *err) {

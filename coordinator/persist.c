@@ -329,7 +329,7 @@ static int s_replay_record(coord_t *c, const journal_record_t *rec, cc_err_t *er
 int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/round.journal", c->state_dir);
-    if (!replay && c->journal) { /* the next round: reset the open journal (one fsync) */
+    if (!replay && c->journal) { /* the next round: reset the open journal (synced with its open record) */
         c->n_updates = c->n_acked = 0;
         c->n_participants = 0;
         return journal_reset(c->journal, c->round, err);

@@ -58,6 +58,13 @@ static void s_send(coord_t *c, const char *peer, uint32_t type, const ProtobufCM
     s_send_round(c, peer, c->round, type, body, frames, n_frames);
 }
 
+/* Tells a client its update of `round` is durable. */
+static void s_send_ack(coord_t *c, const char *peer, uint64_t round) {
+    Concord__Ack ack = CONCORD__ACK__INIT;
+    ack.round = round;
+    s_send_round(c, peer, round, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+}
+
 static void s_nack(coord_t *c, const char *peer, coord_reject_t why, const char *reason) {
     COUNT(c->rejected[why]);
     cc_log_warn("rejected", "peer=%s kind=%s reason=\"%s\"", peer, coord_reject_name(why), reason);
@@ -172,12 +179,10 @@ static void s_defer_acks_to_commit(coord_t *c) {
 }
 
 static void s_ack_committed(coord_t *c, uint64_t round) {
-    Concord__Ack ack = CONCORD__ACK__INIT;
-    ack.round = round;
     for (size_t k = 0; k < c->n_updates; k++)
         if (c->updates[k].ack_at_commit) {
             c->updates[k].ack_at_commit = 0;
-            s_send_round(c, c->updates[k].id, round, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+            s_send_ack(c, c->updates[k].id, round);
         }
 }
 
@@ -272,10 +277,7 @@ static void s_journal_failed(coord_t *c, const char *why) {
 }
 
 static void s_ack_synced(coord_t *c) {
-    Concord__Ack ack = CONCORD__ACK__INIT;
-    ack.round = c->round;
-    for (size_t k = c->n_acked; k < c->sync_upto; k++)
-        s_send(c, c->updates[k].id, CONCORD__MSG_TYPE__MSG_ACK, &ack.base, NULL, 0);
+    for (size_t k = c->n_acked; k < c->sync_upto; k++) s_send_ack(c, c->updates[k].id, c->round);
     c->n_acked = c->sync_upto;
 }
 

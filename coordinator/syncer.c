@@ -70,8 +70,7 @@ void syncer_stop(syncer_t **sp) {
     s->stopping = 1;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
-    pthread_join(s->thread, NULL);
-    if (s->state == S_DONE || s->state == S_QUEUED) journal_sync_run(&s->sync); /* closes its fd */
+    pthread_join(s->thread, NULL); /* a queued sync has run: its descriptor is closed */
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     close(s->event_fd);
@@ -81,10 +80,10 @@ void syncer_stop(syncer_t **sp) {
 
 int syncer_fd(const syncer_t *s) { return s->event_fd; }
 
-int syncer_busy(const syncer_t *s) {
-    pthread_mutex_lock((pthread_mutex_t *)&s->lock);
+int syncer_busy(syncer_t *s) {
+    pthread_mutex_lock(&s->lock);
     int busy = s->state != S_IDLE;
-    pthread_mutex_unlock((pthread_mutex_t *)&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return busy;
 }
 

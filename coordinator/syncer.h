@@ -21,7 +21,7 @@ syncer_t *syncer_start(cc_err_t *err);
 void syncer_stop(syncer_t **s);
 /* Readable when a sync has finished (for zmq_poll). */
 int syncer_fd(const syncer_t *s);
-int syncer_busy(const syncer_t *s);
+int syncer_busy(syncer_t *s);
 /* Hands over a begun sync (the syncer runs it); tag comes back with its outcome. At most
  * one in flight: returns -1 when busy. */
 int syncer_submit(syncer_t *s, const journal_sync_t *sync, uint64_t tag);

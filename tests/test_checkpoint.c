@@ -259,43 +259,34 @@ static void s_expect_load(const uint8_t *b, size_t len, int code, const char *fr
     cr_assert(!m && !st && !meta, "outputs NULL on failure");
 }
 
+/* Encodes c, then loads it as s_expect_load does. */
+static void s_expect_crafted(const s_craft_t *c, int code, const char *fragment) {
+    size_t len;
+    uint8_t *b = s_encode(c, &len);
+    s_expect_load(b, len, code, fragment);
+    free(b);
+}
+
 Test(checkpoint, crafted_inconsistent_files) {
     model_spec_t spec = s_spec_softmax();
     float params[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     s_craft_t c = {.spec = spec, .n_field = 8, .params = params, .n = 8};
-    size_t len;
-    uint8_t *b = s_encode(&c, &len);
-    s_expect_load(b, len, 0, "");  /* the baseline loads */
-    free(b);
+    s_expect_crafted(&c, 0, "");  /* the baseline loads */
     c.n_field = (uint64_t)1 << 60;  /* absurd, refused before any allocation */
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "absurd sizes");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "absurd sizes");
     c.n_field = 1000;  /* a trusted header announcing more than the file holds */
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_TRUNCATED, "truncated: expected 4124 bytes");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_TRUNCATED, "truncated: expected 4124 bytes");
     c.n_field = 8, c.spec.n_inputs = 4;  /* spec needs 10 params */
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "needs 10 parameters");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "needs 10 parameters");
     c.spec = spec, c.spec.n_classes = 1;
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "invalid model spec");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "invalid model spec");
     c.spec = spec, c.spec.act = 7;
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "activation");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "activation");
     c.spec = spec, c.json = "{\"round\":";  /* checksummed but not JSON */
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "not valid JSON");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "not valid JSON");
     standardizer_t *st = s_standardizer(2, 1);  /* d != n_inputs */
     c.json = NULL, c.st = st, c.d_field = 2;
-    b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "standardizer has 2 features");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "standardizer has 2 features");
     standardizer_destroy(&st);
 }
 
@@ -308,10 +299,7 @@ Test(checkpoint, crafted_absurd_layer_size) {
     size_t n = (4096 * 9 + 4096) + (4096 * 9 + 1) + (64 * 64 * 2 + 2);
     float *params = cc_xcalloc(n, sizeof *params);
     s_craft_t c = {.spec = s, .n_field = n, .params = params, .n = n};
-    size_t len;
-    uint8_t *b = s_encode(&c, &len);
-    s_expect_load(b, len, CC_ERR_CORRUPT, "absurd layer size");
-    free(b);
+    s_expect_crafted(&c, CC_ERR_CORRUPT, "absurd layer size");
     free(params);
 }
 
@@ -333,10 +321,7 @@ Test(checkpoint, cnn_shape_product_overflow_is_refused) {
         cr_assert(strstr(err.msg, "channels x height x width = n_inputs"), "%s", err.msg);
         float params[16] = {0};
         s_craft_t c = {.spec = s, .n_field = 16, .params = params, .n = 16};
-        size_t len;
-        uint8_t *b = s_encode(&c, &len);
-        s_expect_load(b, len, CC_ERR_CORRUPT, "invalid model spec");
-        free(b);
+        s_expect_crafted(&c, CC_ERR_CORRUPT, "invalid model spec");
     }
     model_spec_t ok = {0}; /* the check still accepts a real image */
     ok.kind = MODEL_CNN, ok.n_classes = 2, ok.n_conv = 1, ok.conv[0] = 1;
@@ -361,10 +346,7 @@ Test(checkpoint, conv_layers_outside_a_cnn_are_refused) {
         cr_assert_null(model_new(&s, &err));
         float params[64] = {0};
         s_craft_t c = {.spec = s, .n_field = 64, .params = params, .n = 64};
-        size_t len;
-        uint8_t *b = s_encode(&c, &len);
-        s_expect_load(b, len, CC_ERR_CORRUPT, "only a cnn has conv layers");
-        free(b);
+        s_expect_crafted(&c, CC_ERR_CORRUPT, "only a cnn has conv layers");
     }
 }
 

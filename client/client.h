@@ -60,6 +60,8 @@ typedef struct {
     unsigned flood;             /* tests: --test-flood kinds (bit mask, flood.c), 0: off */
     double flood_rate;          /* tests: messages per second of each kind */
 
+    struct client_upload *upload; /* an update held until the coordinator's grant (upload.c) */
+
     /* FedCE (§6.1) memory of the previous round, persisted in state_dir/fedce.snap */
     float *prev_params;         /* (P) θ_{t−1}: the global model received last round */
     float *prev_delta;          /* (P) Δ̃_k: the update as the coordinator uses it */
@@ -85,6 +87,16 @@ int client_send(client_t *c, uint32_t type, uint64_t round, const ProtobufCMessa
 void client_handle_task(client_t *c, const Concord__Task *task, transport_msg_t *msg);
 int client_load_data(client_t *c, cc_err_t *err);
 int client_fedce_load(client_t *c);
+
+/* upload.c: sends u (the Update of a task) now when granted; otherwise keeps it and asks
+ * the coordinator (UploadReady). 0 when sent or asked. */
+int client_upload(client_t *c, const Concord__Update *u, const wire_frame_t *frames, size_t n, int granted);
+/* UploadGrant for round: sends the update held for it. */
+void client_upload_granted(client_t *c, uint64_t round);
+/* A task arrived: 1 if the update held answers it (UploadReady is sent again), 0 otherwise
+ * (a held update for an older task is dropped). */
+int client_upload_held_for(client_t *c, const Concord__Task *t);
+void client_upload_drop(client_t *c);
 
 /* flood.c (tests only): parses "MODE[,MODE...][:RATE]"; 0 or -1. */
 int client_flood_parse(const char *spec, unsigned *modes, double *rate);

@@ -189,6 +189,7 @@ static void s_teardown(client_t *c) {
     dataset_destroy(&c->train), dataset_destroy(&c->val), dataset_destroy(&c->test);
     model_destroy(&c->model);
     free(c->prev_params), free(c->prev_delta);
+    client_upload_drop(c);
     config_destroy(&c->cfg);
     free(c->endpoint), free(c->state_dir), free(c->data_path), free(c->labels_path);
     free(c->test_path), free(c->test_labels_path);

@@ -252,6 +252,7 @@ static void s_dispatch(client_t *c, const wire_in_t *in, transport_msg_t *msg) {
     case CONCORD__MSG_TYPE__MSG_NACK: s_handle_nack(c, in); break;
     case CONCORD__MSG_TYPE__MSG_ACK: cc_log_info("update_acked", "round=%llu", (unsigned long long)in->round); break;
     case CONCORD__MSG_TYPE__MSG_HEARTBEAT: break;
+    case CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT: client_upload_granted(c, in->round); break;
     case CONCORD__MSG_TYPE__MSG_TASK: {
         Concord__Task *t = concord__task__unpack(NULL, in->body_len, in->body);
         if (!t) cc_log_warn("task_invalid", "reason=\"does not decode\"");

@@ -342,9 +342,7 @@ static int s_send_update(client_t *c, const Concord__Task *t, const wire_frame_t
     u.train_seconds = r->seconds;
     u.has_data_score = r->has_score;
     u.data_score = r->data_score;
-    int rc = client_send(c, CONCORD__MSG_TYPE__MSG_UPDATE, t->round, &u.base, frames, n_frames);
-    /* One line per update sent: with update_acked / nack it accounts for every update. */
-    if (rc == 0) cc_log_info("update_sent", "round=%llu tensors=%zu", (unsigned long long)t->round, n_frames);
+    int rc = client_upload(c, &u, frames, n_frames, t->upload_granted);
     free(counts);
     free(counts64);
     return rc;
@@ -462,6 +460,7 @@ void client_handle_task(client_t *c, const Concord__Task *t, transport_msg_t *ms
                     (unsigned long long)t->round, t->phase);
         return;
     }
+    if (client_upload_held_for(c, t)) return; /* trained already: waiting for the grant */
     if (s_tensors(c, t, msg, &tt) != 0) {
         cc_log_warn("task_invalid", "reason=\"unexpected or missing tensors\"");
         s_tensors_free(&tt);

@@ -166,6 +166,14 @@ typedef struct {
     double task_confirm_s;     /* a task unconfirmed this long leaves the window */
     uint64_t task_confirmations; /* tasks confirmed by their client: answers, like updates */
     double task_window_mb;     /* [federation] task_window_mb */
+    /* Upload grants (grants.c): by participant slot, none / waiting / granted */
+    uint8_t *grant_state;
+    uint64_t *grant_order;     /* (n_clients) request number of a waiting slot: grants go in this order */
+    double *grant_at;          /* (n_clients) when the grant was given */
+    uint64_t grant_requests;   /* requests so far (the order's counter) */
+    size_t upload_window;      /* granted updates outstanding at most */
+    double upload_window_mb;   /* [federation] upload_window_mb */
+    double upload_grant_s;     /* [federation] upload_grant_s */
     int io_threads;            /* [federation] io_threads */
     int agg_threads;           /* [aggregation] threads of the close's weighted sum */
 
@@ -192,6 +200,8 @@ const char *coord_reject_name(coord_reject_t r);
  * Otherwise nothing may be sent: one error line, stop = 2 (a clean stop), and -1 from then
  * on without touching the disk again, as whenever the coordinator is stopping on an error. */
 int coord_seq_ready(coord_t *c);
+/* Signs and sends a message without tensor frames about `round` (logs a failure). */
+void coord_send(coord_t *c, const char *peer, uint64_t round, uint32_t type, const ProtobufCMessage *body);
 
 /* registry.c */
 coord_client_t *coord_client_find(coord_t *c, const char *id);
@@ -233,6 +243,18 @@ void coord_gram_add(coord_t *c, size_t slot);
 void coord_params_free(coord_t *c);
 size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */
 int coord_journal_add_targets(coord_t *c, cc_err_t *err);
+
+/* grants.c: upload flow control. A task says whether its update may be sent at once
+ * (upload_window holds every participant's update); otherwise the client asks when its
+ * update is ready, and grants go in request order while the window has room. */
+int coord_uploads_pregranted(const coord_t *c);
+void coord_grants_reset(coord_t *c);
+/* slot asked to send its update (UploadReady, checked by the caller). */
+void coord_upload_request(coord_t *c, size_t slot);
+/* id's update was handled (accepted or refused), or it said Hello again: its grant ends. */
+void coord_upload_done(coord_t *c, const char *id);
+/* Ends expired grants and gives the next ones while the window has room. */
+void coord_pump_grants(coord_t *c);
 
 /* minus.c: FedCE minus models computed by the coordinator (§6.1, minus_model = coordinator).
  * build: at a FedCE close, before θ_t (c->params) is replaced by theta_next (P): θ⁻_k of

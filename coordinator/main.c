@@ -42,6 +42,10 @@ static void s_declare(config_t *cfg) {
                    "with CURVE, tasks in flight hold at most this many MiB of encrypted model copies (at least one task)");
     config_declare(cfg, "federation.task_confirm_s", "10",
                    "a task its client has not confirmed after this many seconds stops counting against the window");
+    config_declare(cfg, "federation.upload_window_mb", "32",
+                   "updates in flight to the coordinator hold at most this many MiB (at least one update)");
+    config_declare(cfg, "federation.upload_grant_s", "60",
+                   "a granted update that has not arrived after this many seconds stops counting against the window");
     config_declare(cfg, "federation.io_threads", "2",
                    "ZeroMQ I/O threads: with CURVE they encrypt tasks and decrypt updates, one connection each");
     config_declare(cfg, "federation.enrolment", "enrolment.txt", "enrolled clients: one \"ID PUBLIC_HEX\" per line");
@@ -228,6 +232,8 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     c->agg_threads = (int)l;
     rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
     rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
+    rc = rc ? rc : config_get_double(g, "federation.upload_window_mb", 0.0, 1e9, &c->upload_window_mb, err);
+    rc = rc ? rc : config_get_double(g, "federation.upload_grant_s", 0.0, 1e7, &c->upload_grant_s, err);
     rc = rc ? rc : config_get_int(g, "federation.io_threads", 1, 64, &l, err);
     c->io_threads = (int)l;
     rc = rc ? rc : config_get_int(g, "storage.keep_checkpoints", 1, 1000, &l, err);
@@ -547,6 +553,12 @@ static void s_alloc_round_state(coord_t *c) {
     /* Each task in flight under CURVE holds an encrypted copy of θ in ZeroMQ (and of θ⁻_k). */
     double per_task = (double)c->P * sizeof(float) * (c->fedce && c->fedce_minus ? 2 : 1);
     c->task_window = !c->curve ? SIZE_MAX : (size_t)fmax(1.0, floor(c->task_window_mb * 1048576.0 / per_task));
+    c->grant_state = cc_xcalloc(n, 1);
+    c->grant_order = cc_xcalloc(n, sizeof *c->grant_order);
+    c->grant_at = cc_xcalloc(n, sizeof *c->grant_at);
+    /* An update is Δ̃ (P floats), or its C + 1 per-class parts in server and federation mode. */
+    double per_update = (double)c->P * sizeof(float) * (c->per_class >= 2 ? c->spec.n_classes + 1 : 1);
+    c->upload_window = (size_t)fmax(1.0, floor(c->upload_window_mb * 1048576.0 / per_update));
     c->target_g = cc_xcalloc(c->L, sizeof(float)), c->target_D = cc_xcalloc(c->L, sizeof(float));
     c->target_Hg = cc_xcalloc(c->L, sizeof(float));
     c->gap_g = cc_xcalloc(n, sizeof *c->gap_g), c->gap_d = cc_xcalloc(n, sizeof *c->gap_d);
@@ -582,6 +594,7 @@ static void s_teardown(coord_t *c) {
     free(c->updates);
     free(c->stat_g), free(c->stat_D), free(c->stat_Hg), free(c->stat_n), free(c->stat_have);
     free(c->task_state), free(c->task_sent_at);
+    free(c->grant_state), free(c->grant_order), free(c->grant_at);
     free(c->target_g), free(c->target_D), free(c->target_Hg), free(c->gap_g), free(c->gap_d);
     free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
     free(c->gram);

@@ -183,6 +183,7 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     task.tensors = tp;
     double left = c->deadline - cc_now();
     task.deadline_ms = left > 0 ? (uint64_t)(left * 1000.0) : 0;
+    task.upload_granted = phase != 0 || coord_uploads_pregranted(c);
     task.training = &c->training;
     cc_err_t err = {0};
     if (coord_seq_ready(c)) return;
@@ -260,6 +261,7 @@ void coord_begin_training(coord_t *c) {
     coord_snapshot_refresh(c);
     c->deadline = cc_now() + c->deadline_s;
     coord_set_state(c, COORD_TRAINING);
+    coord_grants_reset(c);
     s_queue_phase(c, 0);
 }
 

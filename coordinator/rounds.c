@@ -53,6 +53,10 @@ static void s_send_round(coord_t *c, const char *peer, uint64_t round, uint32_t 
         cc_log_warn("send_failed", "peer=%s reason=\"%s\"", peer, err.msg);
 }
 
+void coord_send(coord_t *c, const char *peer, uint64_t round, uint32_t type, const ProtobufCMessage *body) {
+    s_send_round(c, peer, round, type, body, NULL, 0);
+}
+
 static void s_send(coord_t *c, const char *peer, uint32_t type, const ProtobufCMessage *body,
                    const wire_frame_t *frames, size_t n_frames) {
     s_send_round(c, peer, c->round, type, body, frames, n_frames);
@@ -135,8 +139,8 @@ int coord_start_round(coord_t *c) {
         return -1;
     }
     c->round_start = cc_now();
-    cc_log_info("round_start", "round=%llu participants=%zu deadline_s=%.1f", (unsigned long long)c->round,
-                c->n_participants, c->deadline_s);
+    cc_log_info("round_start", "round=%llu participants=%zu deadline_s=%.1f upload_window=%zu", (unsigned long long)c->round,
+                c->n_participants, c->deadline_s, c->upload_window);
     if (c->align_variants) coord_stats_begin(c);
     else coord_begin_training(c);
     return 0;
@@ -339,6 +343,7 @@ static void s_tick(coord_t *c) {
     }
     if (c->stop) return;
     coord_pump_tasks(c);
+    coord_pump_grants(c);
     if (c->state == COORD_WAITING) {
         if (coord_clients_welcomed(c) >= (size_t)c->min_clients) {
             if (coord_start_round(c)) c->stop = 2;
@@ -449,7 +454,9 @@ static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) 
     s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_WELCOME, &w.base, NULL, 0);
     cc_log_info("client_welcomed", "client=%s n_train=%llu welcomed=%zu", cl->id, (unsigned long long)cl->n_train,
                 coord_clients_welcomed(c));
-    /* A participant that (re)connects mid-round gets its task (again). */
+    /* A participant that (re)connects mid-round gets its task (again); an upload it was
+     * granted or waiting for ends with the old connection (it asks again). */
+    coord_upload_done(c, cl->id);
     size_t slot = coord_slot(c, cl->id);
     if (slot != SIZE_MAX && c->state == COORD_STATS && !(c->stat_have[slot] & c->stats_phase))
         coord_queue_task(c, slot);
@@ -621,8 +628,23 @@ static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in,
     free(vec);
     free(delta);
     concord__update__free_unpacked(u, NULL);
+    coord_upload_done(c, cl->id);
     /* The round closes in coord_tick, once this message's frames are released: closing here
      * would hold one more update in memory during aggregation. */
+}
+
+/* UploadReady: the client's update for this round is ready (grants.c). */
+static void s_handle_upload_ready(coord_t *c, coord_client_t *cl, const wire_in_t *in) {
+    if (c->state != COORD_TRAINING && c->state != COORD_EXTENDED)
+        s_nack(c, cl->id, REJ_ROUND, "no round is collecting updates");
+    else if (in->round != c->round)
+        s_nack(c, cl->id, REJ_ROUND, "UploadReady for another round");
+    else if (!s_is_participant(c, cl->id))
+        s_nack(c, cl->id, REJ_NOT_PARTICIPANT, "not a participant of this round");
+    else if (s_has_update(c, cl->id))
+        s_nack(c, cl->id, REJ_DUPLICATE, "this round's update was received already");
+    else
+        coord_upload_request(c, coord_slot(c, cl->id));
 }
 
 static void s_handle_heartbeat(coord_t *c, coord_client_t *cl) {
@@ -687,6 +709,10 @@ void coord_handle_message(coord_t *c, transport_msg_t *msg) {
         break;
     case CONCORD__MSG_TYPE__MSG_STATS:
         if (cl->welcomed) coord_handle_stats(c, cl, &in, msg);
+        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
+        break;
+    case CONCORD__MSG_TYPE__MSG_UPLOAD_READY:
+        if (cl->welcomed) s_handle_upload_ready(c, cl, &in);
         else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
         break;
     case CONCORD__MSG_TYPE__MSG_HEARTBEAT:

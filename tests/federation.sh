@@ -3,7 +3,8 @@
 # loopback (CURVE + signed updates), on the thyroid data.
 #  A. 3 clients x 3 rounds: every round in history.jsonl, the global loss decreases.
 #  B. kill -9 of the coordinator mid-round, restart: the run completes and the final model
-#     is bit-identical to an uninterrupted run with the same seed.
+#     is bit-identical to an uninterrupted run with the same seed (also with every upload
+#     waiting for its grant).
 #  C. kill -9 of one client mid-round: the round closes at its deadline with the others
 #     (quorum); the client restarts and rejoins a later round.
 set -euo pipefail
@@ -97,6 +98,14 @@ run_b() {
   echo "B/$label: resumed run's final model is bit-identical to the uninterrupted one ($ref)"
 }
 run_b fedavg
+# Upload flow control: with room for one update in flight, every hospital sends UploadReady
+# and waits for its grant, across the crash and restart too; the result is the same model.
+printf '[federation]\nupload_window_mb = 0\n' >"$tmp/grants.ini"
+B_REF=fedavg-ref run_b grants --config "$tmp/grants.ini"
+grep -q "event=upload_granted" "$tmp/grants/logs/coordinator.log" || fail "B/grants: no upload grant given"
+for s in site1 site2 site3; do
+  grep -q "event=upload_ready" "$tmp/grants/logs/$s.log" || fail "B/grants: $s never asked for a grant"
+done
 run_b all --config "$tmp/all.ini"
 # The coordinator builds the minus models (fedce.minus_model = coordinator) with the client
 # route's formula on the same floats: a crashed and resumed run of it must end in the final

@@ -2,7 +2,8 @@
  * clients built from the library. Every tampered or out-of-protocol message is rejected
  * with a Nack naming the reason and counted on the metrics endpoint, and the round still
  * completes with the honest updates; unenrolled keys and a wrong pinned coordinator key
- * get nowhere. */
+ * get nowhere. With an upload window of one update, uploads wait for their grant in
+ * request order. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -49,15 +50,17 @@ static void s_keys(void) {
     fclose(fp);
 }
 
+static const char *s_extra_ini = ""; /* more keys, appended to the [federation] section */
+
 static void s_start_coordinator(void) {
     char ini[512];
     snprintf(ini, sizeof ini, "%s/coordinator.ini", s_dir);
     FILE *fp = fopen(ini, "w");
     fprintf(fp, "[federation]\nrounds = 1\nmin_clients = 2\nround_deadline_s = 30\nbind = tcp://127.0.0.1:%d\n"
-                "enrolment = enrolment.txt\n[model]\narch = softmax\ninputs = 4\nclasses = 3\nstandardize = none\n"
+                "enrolment = enrolment.txt\n%s[model]\narch = softmax\ninputs = 4\nclasses = 3\nstandardize = none\n"
                 "[aggregation]\nmax_update_norm = 10\n[security]\nidentity = coordinator.key\n"
                 "[storage]\nstate_dir = state\nexport = final\nledger = ledger.jsonl\n[metrics]\nhttp_bind = 127.0.0.1:%d\n"
-                "history = history.jsonl\n", s_port, s_http);
+                "history = history.jsonl\n", s_port, s_extra_ini, s_http);
     fclose(fp);
     char log[512];
     snprintf(log, sizeof log, "%s/coordinator.log", s_dir);
@@ -274,4 +277,85 @@ Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .i
     char path[512];
     snprintf(path, sizeof path, "%s/final.ckpt", s_dir);
     cr_expect_eq(access(path, R_OK), 0, "final model exported");
+}
+
+/* Sends a message without frames from c; asserts it left. */
+static void s_send(harness_client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body) {
+    cc_err_t err = {0};
+    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, type, round, body, NULL, 0, &err), 0, "%s", err.msg);
+}
+
+static void s_upload_ready(harness_client_t *c, uint64_t round) {
+    Concord__UploadReady r = CONCORD__UPLOAD_READY__INIT;
+    r.round = round;
+    s_send(c, CONCORD__MSG_TYPE__MSG_UPLOAD_READY, round, &r.base);
+}
+
+/* Receives the round-0 task; returns whether it lets the update go at once, and its digest. */
+static int s_task_granted(harness_client_t *c, uint8_t digest[WIRE_DIGEST_BYTES]) {
+    uint8_t *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(s_recv(c, 3000, &body, &len, NULL), CONCORD__MSG_TYPE__MSG_TASK, "%s: round 0 task", c->id->id);
+    Concord__Task *t = concord__task__unpack(NULL, len, body);
+    cr_assert_not_null(t);
+    memcpy(digest, t->model_digest.data, WIRE_DIGEST_BYTES);
+    int granted = t->upload_granted;
+    concord__task__free_unpacked(t, NULL);
+    free(body);
+    return granted;
+}
+
+static void s_send_update(harness_client_t *c, const uint8_t *digest, const float *delta) {
+    uint8_t *env, *b;
+    size_t env_len, blen;
+    s_seal_update(c, 0, digest, delta, &env, &env_len, &b, &blen);
+    zmq_send(c->sock, env, env_len, ZMQ_SNDMORE);
+    zmq_send(c->sock, delta, P * sizeof(float), 0);
+    free(env), free(b);
+}
+
+static void setup_one_upload(void) {
+    s_extra_ini = "upload_window_mb = 0\n"; /* room for one update: at least one always fits */
+    setup();
+}
+
+Test(coordinator, upload_grants_let_one_update_in_flight_in_request_order, .init = setup_one_upload,
+     .fini = teardown, .timeout = 60) {
+    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
+    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
+    harness_hello(&alice, &s_coord_id);
+    harness_hello(&bob, &s_coord_id);
+    uint8_t digest[WIRE_DIGEST_BYTES], digest_b[WIRE_DIGEST_BYTES];
+    cr_assert_not(s_task_granted(&alice, digest), "two updates do not fit: the task asks for UploadReady");
+    cr_assert_not(s_task_granted(&bob, digest_b));
+    float delta[P], zero[P] = {0};
+    for (int i = 0; i < P; i++) delta[i] = 0.01f * (float)(i - 7);
+
+    /* Out of protocol: another round. */
+    s_upload_ready(&bob, 3);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_NACK, "UploadReady for round 3");
+    /* Bob asks first and gets the only grant; alice, asking next, waits; asking again gives
+     * bob the same grant, not a second one. */
+    s_upload_ready(&bob, 0);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT, "bob's grant");
+    s_upload_ready(&alice, 0);
+    s_upload_ready(&bob, 0);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT, "bob's grant again");
+    cr_assert_eq(s_recv(&alice, 700, NULL, NULL, NULL), 0, "alice waits while bob's update is outstanding");
+    /* Bob's update ends his grant: alice gets hers. */
+    s_send_update(&bob, digest, zero);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT, "alice's grant");
+    /* Once received, an update cannot be asked for again. */
+    s_upload_ready(&bob, 0);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_NACK, "bob's update is in");
+    s_send_update(&alice, digest, delta);
+    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_DONE, "the federation finishes");
+    int status = 0;
+    cr_assert_eq(waitpid(s_coord, &status, 0), s_coord);
+    s_coord = 0;
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "coordinator exits cleanly");
+    zmq_close(alice.sock);
+    zmq_close(bob.sock);
 }

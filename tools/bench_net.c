@@ -613,6 +613,8 @@ typedef struct {
     uint64_t seq, coord_seq;
     s_lc_state_t state;
     int pending;                /* an Update is due at `due` */
+    int granted;                /* the task let the Update go without asking (else UploadReady, grant) */
+    int asked;                  /* UploadReady sent: the Update goes on the UploadGrant */
     double due;
     uint64_t round;
     uint8_t base[WIRE_DIGEST_BYTES];
@@ -674,6 +676,18 @@ static void s_lc_update(s_lg_t *g, s_lc_t *cl) {
     cl->updates++;
 }
 
+/* The Update is due: send it, or first ask for a grant as concord-client does. */
+static void s_lc_due(s_lg_t *g, s_lc_t *cl) {
+    if (cl->granted) {
+        s_lc_update(g, cl);
+        return;
+    }
+    Concord__UploadReady r = CONCORD__UPLOAD_READY__INIT;
+    r.round = cl->round;
+    s_lc_send(g, cl, CONCORD__MSG_TYPE__MSG_UPLOAD_READY, cl->round, &r.base);
+    cl->pending = 0, cl->asked = 1;
+}
+
 /* The task's "params" tensor gives P; the Δ is made (once) on the first task. */
 static int s_lc_task(s_lg_t *g, s_lc_t *cl, const uint8_t *body, size_t body_len, transport_msg_t *msg, size_t idx) {
     Concord__Task *t = concord__task__unpack(NULL, body_len, body);
@@ -699,6 +713,7 @@ static int s_lc_task(s_lg_t *g, s_lc_t *cl, const uint8_t *body, size_t body_len
         cl->task_at = cc_now();
         cl->due = cl->task_at + (g->K > 1 ? g->spread * (double)idx / (double)(g->K - 1) : 0.0);
         cl->pending = rc == 0;
+        cl->granted = t->upload_granted, cl->asked = 0;
         cl->tasks++;
         /* Like concord-client: confirm the task at once (the coordinator paces tasks on it). */
         Concord__Heartbeat hb = CONCORD__HEARTBEAT__INIT;
@@ -746,6 +761,9 @@ static int s_lc_message(s_lg_t *g, size_t idx, transport_msg_t *msg) {
             if (s_lc_task(g, cl, body, body_len, msg, idx) != 0) rc = -1;
             break;
         case CONCORD__MSG_TYPE__MSG_ACK: cl->acks++; break;
+        case CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT:
+            if (cl->asked && in.round == cl->round) cl->asked = 0, s_lc_update(g, cl);
+            break;
         case CONCORD__MSG_TYPE__MSG_NACK: {
             Concord__Nack *n = concord__nack__unpack(NULL, body_len, body);
             fprintf(stderr, "concord-bench clients: %s: Nack: %s\n", cl->self.id, n && n->reason ? n->reason : "?");
@@ -775,7 +793,8 @@ static void s_clients_usage(FILE *fp) {
             "A load generator for a real concord-coordinator: K enrolled clients in one process\n"
             "(one DEALER each, CURVE as configured). Each says Hello, and answers every training\n"
             "Task with a valid signed Update (the task's base digest, one small random Δ shared by\n"
-            "all clients, hashed once) without training, so the coordinator's own costs show:\n"
+            "all clients, hashed once) without training, asking for an upload grant first when\n"
+            "the task says so, so the coordinator's own costs show:\n"
             "peak RSS, ingest, round overhead. Alignment (stats phases) must be off. Exits when\n"
             "every client got Done (or after --timeout).\n\n"
             "  --endpoint E      the coordinator's endpoint (tcp://127.0.0.1:PORT)\n"
@@ -910,7 +929,7 @@ int bench_cmd_clients(int argc, char **argv) {
         }
         now = cc_now();
         for (size_t i = 0; i < g.K; i++)
-            if (g.cl[i].pending && g.cl[i].due <= now) s_lc_update(&g, &g.cl[i]);
+            if (g.cl[i].pending && g.cl[i].due <= now) s_lc_due(&g, &g.cl[i]);
         if (now - last_hello > 2.0) { /* a Hello may have raced the connection, as in the real client */
             for (size_t i = 0; i < g.K; i++)
                 if (g.cl[i].state == LC_HELLO_SENT) s_lc_hello(&g, &g.cl[i]);

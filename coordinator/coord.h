@@ -171,6 +171,7 @@ typedef struct {
     uint64_t *grant_order;     /* (n_clients) request number of a waiting slot: grants go in this order */
     double *grant_at;          /* (n_clients) when the grant was given */
     uint64_t grant_requests;   /* requests so far (the order's counter) */
+    size_t grants_waiting;     /* slots waiting for a grant */
     size_t upload_window;      /* granted updates outstanding at most */
     double upload_window_mb;   /* [federation] upload_window_mb */
     double upload_grant_s;     /* [federation] upload_grant_s */
@@ -253,7 +254,8 @@ void coord_grants_reset(coord_t *c);
 void coord_upload_request(coord_t *c, size_t slot);
 /* id's update was handled (accepted or refused), or it said Hello again: its grant ends. */
 void coord_upload_done(coord_t *c, const char *id);
-/* Ends expired grants and gives the next ones while the window has room. */
+/* Ends expired grants and gives the next ones while the window has room; called after each
+ * message's frames are freed and on every tick (cheap when nobody waits). */
 void coord_pump_grants(coord_t *c);
 
 /* minus.c: FedCE minus models computed by the coordinator (§6.1, minus_model = coordinator).

@@ -8,7 +8,9 @@
  * UploadReady when its update is ready and the Update only on an UploadGrant. Grants go in
  * request order while fewer than upload_window are outstanding. A grant ends when the
  * client's Update has been handled (accepted or refused), when the client says Hello again,
- * or upload_grant_s after it was given (a late update is still taken). Flow control is for
+ * or upload_grant_s after it was given (a late update is still taken). The next grant goes
+ * out only once the handled Update's frames are freed (the poll loop pumps after each
+ * message), or one more update would be in memory. Flow control is for
  * honest clients: an update sent without a grant is handled like any other, and what a
  * misbehaving client can send is bounded by [limits] (ratelimit.c). */
 #include <string.h>
@@ -21,7 +23,10 @@ enum { GRANT_NONE, GRANT_WAITING, GRANT_GIVEN };
 
 int coord_uploads_pregranted(const coord_t *c) { return c->upload_window >= c->n_participants; }
 
-void coord_grants_reset(coord_t *c) { memset(c->grant_state, GRANT_NONE, c->n_clients + 1); }
+void coord_grants_reset(coord_t *c) {
+    memset(c->grant_state, GRANT_NONE, c->n_clients + 1);
+    c->grants_waiting = 0;
+}
 
 /* Grants outstanding; those older than upload_grant_s end here. */
 static size_t s_outstanding(coord_t *c, double now) {
@@ -54,11 +59,11 @@ static void s_send_grant(coord_t *c, size_t slot) {
 }
 
 void coord_pump_grants(coord_t *c) {
-    if (c->state != COORD_TRAINING && c->state != COORD_EXTENDED) return;
+    if (!c->grants_waiting || (c->state != COORD_TRAINING && c->state != COORD_EXTENDED)) return;
     double now = cc_now();
     size_t outstanding = s_outstanding(c, now), next;
     while (outstanding < c->upload_window && (next = s_first_waiting(c)) != SIZE_MAX) {
-        c->grant_state[next] = GRANT_GIVEN, c->grant_at[next] = now, outstanding++;
+        c->grant_state[next] = GRANT_GIVEN, c->grant_at[next] = now, outstanding++, c->grants_waiting--;
         cc_log_info("upload_granted", "client=%s round=%llu outstanding=%zu window=%zu", c->participants[next],
                     (unsigned long long)c->round, outstanding, c->upload_window);
         s_send_grant(c, next);
@@ -70,14 +75,16 @@ void coord_upload_request(coord_t *c, size_t slot) {
         s_send_grant(c, slot);
         return;
     }
-    if (c->grant_state[slot] == GRANT_NONE) c->grant_state[slot] = GRANT_WAITING, c->grant_order[slot] = ++c->grant_requests;
+    if (c->grant_state[slot] == GRANT_NONE) {
+        c->grant_state[slot] = GRANT_WAITING, c->grant_order[slot] = ++c->grant_requests;
+        c->grants_waiting++;
+    }
     coord_pump_grants(c);
 }
 
 void coord_upload_done(coord_t *c, const char *id) {
     size_t slot = coord_slot(c, id);
     if (slot == SIZE_MAX || c->grant_state[slot] == GRANT_NONE) return;
-    int was_given = c->grant_state[slot] == GRANT_GIVEN;
-    c->grant_state[slot] = GRANT_NONE;
-    if (was_given) coord_pump_grants(c);
+    if (c->grant_state[slot] == GRANT_WAITING) c->grants_waiting--;
+    c->grant_state[slot] = GRANT_NONE; /* the next grant: coord_pump_grants, once the frames are freed */
 }

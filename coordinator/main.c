@@ -530,6 +530,7 @@ static void s_loop(coord_t *c) {
             if (rc == 0) s_handle(c, &msg);
             else __atomic_fetch_add(&c->rejected[REJ_DECODE], 1, __ATOMIC_RELAXED);
             transport_msg_close(&msg);
+            coord_pump_grants(c); /* an upload grant that message ended goes on now its frames are freed */
             if (c->stop) break;
         }
         coord_tick(c);

@@ -172,6 +172,55 @@ static double s_metric(const char *key) {
     return p ? atof(p + strlen(line_key)) : -1;
 }
 
+/* Sends a message without frames from c; asserts it left. */
+static void s_send(harness_client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body) {
+    cc_err_t err = {0};
+    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, type, round, body, NULL, 0, &err), 0, "%s", err.msg);
+}
+
+static void s_upload_ready(harness_client_t *c, uint64_t round) {
+    Concord__UploadReady r = CONCORD__UPLOAD_READY__INIT;
+    r.round = round;
+    s_send(c, CONCORD__MSG_TYPE__MSG_UPLOAD_READY, round, &r.base);
+}
+
+/* Receives the round-0 task; returns whether it lets the update go at once, and its digest. */
+static int s_task_granted(harness_client_t *c, uint8_t digest[WIRE_DIGEST_BYTES]) {
+    uint8_t *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(s_recv(c, 3000, &body, &len, NULL), CONCORD__MSG_TYPE__MSG_TASK, "%s: round 0 task", c->id->id);
+    Concord__Task *t = concord__task__unpack(NULL, len, body);
+    cr_assert_not_null(t);
+    memcpy(digest, t->model_digest.data, WIRE_DIGEST_BYTES);
+    int granted = t->upload_granted;
+    concord__task__free_unpacked(t, NULL);
+    free(body);
+    return granted;
+}
+
+static void s_send_update(harness_client_t *c, const uint8_t *digest, const float *delta) {
+    uint8_t *env, *b;
+    size_t env_len, blen;
+    s_seal_update(c, 0, digest, delta, &env, &env_len, &b, &blen);
+    zmq_send(c->sock, env, env_len, ZMQ_SNDMORE);
+    zmq_send(c->sock, delta, P * sizeof(float), 0);
+    free(env), free(b);
+}
+
+/* last's update is the round's last: it is acknowledged, the federation (one round)
+ * finishes, and the coordinator exits with status 0. Closes both clients. */
+static void s_finish_round(harness_client_t *last, harness_client_t *other, const uint8_t *digest, const float *delta) {
+    s_send_update(last, digest, delta);
+    cr_assert_eq(s_recv(last, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    cr_assert_eq(s_recv(last, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_DONE, "the federation finishes");
+    int status = 0;
+    cr_assert_eq(waitpid(s_coord, &status, 0), s_coord);
+    s_coord = 0;
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "coordinator exits cleanly");
+    zmq_close(last->sock);
+    zmq_close(other->sock);
+}
+
 Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .init = setup, .fini = teardown,
      .timeout = 60) {
     harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
@@ -261,57 +310,11 @@ Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .i
 
     /* The run goes on: bob's update closes the round, the federation finishes. */
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, params), CONCORD__MSG_TYPE__MSG_TASK);
-    s_seal_update(&bob, 0, digest, zero, &env, &env_len, &b, &blen);
-    zmq_send(bob.sock, env, env_len, ZMQ_SNDMORE);
-    zmq_send(bob.sock, zero, sizeof zero, 0);
-    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
-    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_DONE, "the federation finishes");
-    free(env), free(b);
-    int status = 0;
-    cr_assert_eq(waitpid(s_coord, &status, 0), s_coord);
-    s_coord = 0;
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "coordinator exits cleanly");
-    zmq_close(alice.sock);
-    zmq_close(bob.sock);
+    s_finish_round(&bob, &alice, digest, zero);
     /* θ_1 = θ_0 + (Δ_alice + Δ_bob)/2: the final model holds alice's honest update only. */
     char path[512];
     snprintf(path, sizeof path, "%s/final.ckpt", s_dir);
     cr_expect_eq(access(path, R_OK), 0, "final model exported");
-}
-
-/* Sends a message without frames from c; asserts it left. */
-static void s_send(harness_client_t *c, uint32_t type, uint64_t round, const ProtobufCMessage *body) {
-    cc_err_t err = {0};
-    cr_assert_eq(msg_send(c->sock, NULL, c->id, &c->seq, type, round, body, NULL, 0, &err), 0, "%s", err.msg);
-}
-
-static void s_upload_ready(harness_client_t *c, uint64_t round) {
-    Concord__UploadReady r = CONCORD__UPLOAD_READY__INIT;
-    r.round = round;
-    s_send(c, CONCORD__MSG_TYPE__MSG_UPLOAD_READY, round, &r.base);
-}
-
-/* Receives the round-0 task; returns whether it lets the update go at once, and its digest. */
-static int s_task_granted(harness_client_t *c, uint8_t digest[WIRE_DIGEST_BYTES]) {
-    uint8_t *body = NULL;
-    size_t len = 0;
-    cr_assert_eq(s_recv(c, 3000, &body, &len, NULL), CONCORD__MSG_TYPE__MSG_TASK, "%s: round 0 task", c->id->id);
-    Concord__Task *t = concord__task__unpack(NULL, len, body);
-    cr_assert_not_null(t);
-    memcpy(digest, t->model_digest.data, WIRE_DIGEST_BYTES);
-    int granted = t->upload_granted;
-    concord__task__free_unpacked(t, NULL);
-    free(body);
-    return granted;
-}
-
-static void s_send_update(harness_client_t *c, const uint8_t *digest, const float *delta) {
-    uint8_t *env, *b;
-    size_t env_len, blen;
-    s_seal_update(c, 0, digest, delta, &env, &env_len, &b, &blen);
-    zmq_send(c->sock, env, env_len, ZMQ_SNDMORE);
-    zmq_send(c->sock, delta, P * sizeof(float), 0);
-    free(env), free(b);
 }
 
 static void setup_one_upload(void) {
@@ -349,13 +352,5 @@ Test(coordinator, upload_grants_let_one_update_in_flight_in_request_order, .init
     /* Once received, an update cannot be asked for again. */
     s_upload_ready(&bob, 0);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_NACK, "bob's update is in");
-    s_send_update(&alice, digest, delta);
-    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
-    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_DONE, "the federation finishes");
-    int status = 0;
-    cr_assert_eq(waitpid(s_coord, &status, 0), s_coord);
-    s_coord = 0;
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "coordinator exits cleanly");
-    zmq_close(alice.sock);
-    zmq_close(bob.sock);
+    s_finish_round(&alice, &bob, digest, delta);
 }

@@ -42,7 +42,7 @@ static void s_declare(config_t *cfg) {
                    "with CURVE, tasks in flight hold at most this many MiB of encrypted model copies (at least one task)");
     config_declare(cfg, "federation.task_confirm_s", "10",
                    "a task its client has not confirmed after this many seconds stops counting against the window");
-    config_declare(cfg, "federation.upload_window_mb", "32",
+    config_declare(cfg, "federation.upload_window_mb", "16",
                    "updates in flight to the coordinator hold at most this many MiB (at least one update)");
     config_declare(cfg, "federation.upload_grant_s", "60",
                    "a granted update that has not arrived after this many seconds stops counting against the window");

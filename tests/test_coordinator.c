@@ -3,7 +3,7 @@
  * with a Nack naming the reason and counted on the metrics endpoint, and the round still
  * completes with the honest updates; unenrolled keys and a wrong pinned coordinator key
  * get nowhere. With an upload window of one update, uploads wait for their grant in
- * request order. */
+ * request order, and a grant its client never uses expires after upload_grant_s. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -353,4 +353,32 @@ Test(coordinator, upload_grants_let_one_update_in_flight_in_request_order, .init
     s_upload_ready(&bob, 0);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_NACK, "bob's update is in");
     s_finish_round(&alice, &bob, digest, delta);
+}
+
+static void setup_one_upload_short_grant(void) {
+    s_extra_ini = "upload_window_mb = 0\nupload_grant_s = 1\n";
+    setup();
+}
+
+Test(coordinator, an_upload_grant_its_client_never_uses_expires_and_the_next_client_is_granted,
+     .init = setup_one_upload_short_grant, .fini = teardown, .timeout = 60) {
+    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
+    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
+    harness_hello(&alice, &s_coord_id);
+    harness_hello(&bob, &s_coord_id);
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    cr_assert_not(s_task_granted(&alice, digest));
+    cr_assert_not(s_task_granted(&bob, digest));
+    /* Alice is granted the only slot, then dies without sending her update. */
+    s_upload_ready(&alice, 0);
+    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT);
+    zmq_close(alice.sock);
+    s_upload_ready(&bob, 0);
+    cr_assert_eq(s_recv(&bob, 300, NULL, NULL, NULL), 0, "bob waits while alice's grant lasts");
+    cr_assert_eq(s_recv(&bob, 5000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT,
+                 "alice's grant expires after upload_grant_s and bob is granted");
+    float zero[P] = {0};
+    s_send_update(&bob, digest, zero);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    zmq_close(bob.sock);
 }

@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +48,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "le.h"
 
 #define S_VERSION 2u
@@ -138,18 +138,6 @@ static int s_pwritev_all(int fd, const struct iovec *iov, size_t n, uint64_t off
     return 0;
 }
 
-static int s_fsync_dir(const char *path) {
-    char *copy = cc_xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 /* ---- header and records ---- */
 
 static void s_header_sum(uint8_t out[4], const uint8_t *h) {
@@ -174,7 +162,8 @@ static int s_start_fresh(journal_t *j, uint64_t round, int sync, cc_err_t *err) 
     if (ftruncate(j->fd, 0) != 0) return s_fail(j, errno, "truncate", err);
     if (s_pwritev_all(j->fd, &v, 1, 0, sizeof h) != 0) return s_fail(j, errno, "write", err);
     if (sync != S_SYNC_LATER && fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
-    if (sync == S_SYNC_DIR && s_fsync_dir(j->path) != 0) return s_fail(j, errno, "fsync of directory", err);
+    if (sync == S_SYNC_DIR && fileio_fsync_dir(j->path) != 0)
+        return s_fail(j, errno, "fsync of directory", err);
     j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0, j->dirty = sync == S_SYNC_LATER;
     j->generation++;
     return 0;

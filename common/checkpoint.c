@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "le.h"
 
 #ifndef CONCORD_VERSION
 #define CONCORD_VERSION "unknown"
@@ -63,33 +64,6 @@ static const uint8_t s_magic[8] = {'C', 'C', 'K', 'P', 'T', 0, 0, 1};
 #define S_MAX_ACT ((uint64_t)1 << 26) /* floats per sample in any layer output */
 #define S_CHUNK 1024                  /* floats converted per write */
 
-/* ---- little-endian encoding ---- */
-
-static void s_put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void s_put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t s_get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t s_get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static int32_t s_get_i32(const uint8_t *p) {
-    uint32_t u = s_get_u32(p);
-    return u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
-}
-
 static uint32_t s_float_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -103,7 +77,7 @@ static float s_bits_float(uint32_t u) {
 }
 
 static void s_get_floats(float *dst, const uint8_t *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = s_bits_float(s_get_u32(src + 4 * i));
+    for (size_t i = 0; i < n; i++) dst[i] = s_bits_float(le_get_u32(src + 4 * i));
 }
 
 /* ---- writing ---- */
@@ -125,7 +99,7 @@ static void s_write_floats(s_writer_t *w, const float *v, size_t n) {
     uint8_t buf[4 * S_CHUNK];
     for (size_t i = 0; i < n; i += S_CHUNK) {
         size_t k = n - i < S_CHUNK ? n - i : S_CHUNK;
-        for (size_t j = 0; j < k; j++) s_put_u32(buf + 4 * j, s_float_bits(v[i + j]));
+        for (size_t j = 0; j < k; j++) le_put_u32(buf + 4 * j, s_float_bits(v[i + j]));
         s_write(w, buf, 4 * k);
     }
 }
@@ -140,12 +114,12 @@ static size_t s_header_encode(uint8_t *buf, const model_spec_t *s, uint64_t n, u
                               (uint32_t)s->n_hidden, (uint32_t)s->n_conv};
     size_t pos = 8;
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++, pos += 4)
-        s_put_u32(buf + pos, fixed[i]);
-    for (int i = 0; i < s->n_hidden; i++, pos += 4) s_put_u32(buf + pos, (uint32_t)s->hidden[i]);
-    for (int i = 0; i < s->n_conv; i++, pos += 4) s_put_u32(buf + pos, (uint32_t)s->conv[i]);
-    s_put_u64(buf + pos, n);
-    s_put_u64(buf + pos + 8, d);
-    s_put_u64(buf + pos + 16, J);
+        le_put_u32(buf + pos, fixed[i]);
+    for (int i = 0; i < s->n_hidden; i++, pos += 4) le_put_u32(buf + pos, (uint32_t)s->hidden[i]);
+    for (int i = 0; i < s->n_conv; i++, pos += 4) le_put_u32(buf + pos, (uint32_t)s->conv[i]);
+    le_put_u64(buf + pos, n);
+    le_put_u64(buf + pos + 8, d);
+    le_put_u64(buf + pos + 16, J);
     pos += S_LENGTHS;
     crypto_generichash(buf + pos, S_HEAD_HASH, buf, pos, NULL, 0);
     return pos + S_HEAD_HASH;
@@ -227,7 +201,7 @@ static int s_check_prefix(const uint8_t *b, size_t len, const char *path, cc_err
         return cc_err_set(err, CC_ERR_CORRUPT, "%s: corrupt: not a Concord model file (bad magic)",
                           path);
     if (len < 12) return s_truncated(err, path, "at least ", S_FIXED, len);
-    uint32_t version = s_get_u32(b + 8);
+    uint32_t version = le_get_u32(b + 8);
     if (version == CHECKPOINT_VERSION) return 0;
     if (s_file_hash_ok(b, len))
         return cc_err_set(err, CC_ERR_FORMAT,
@@ -239,7 +213,7 @@ static int s_check_prefix(const uint8_t *b, size_t len, const char *path, cc_err
 }
 
 static int s_decode_enums(model_spec_t *s, const uint8_t *b, const char *path, cc_err_t *err) {
-    uint32_t kind = s_get_u32(b + 12), act = s_get_u32(b + 36);
+    uint32_t kind = le_get_u32(b + 12), act = le_get_u32(b + 36);
     if (kind > MODEL_CNN || act > ACT_TANH)
         return cc_err_set(err, CC_ERR_CORRUPT,
                           "%s: corrupt: unknown model kind %u or activation %u", path, kind, act);
@@ -253,7 +227,7 @@ static int s_parse_header(s_header_t *h, const uint8_t *b, size_t len, const cha
                           cc_err_t *err) {
     memset(h, 0, sizeof *h);
     if (len < S_FIXED) return s_truncated(err, path, "at least ", S_FIXED, len);
-    uint32_t H = s_get_u32(b + 44), K = s_get_u32(b + 48);
+    uint32_t H = le_get_u32(b + 44), K = le_get_u32(b + 48);
     if (H > MODEL_MAX_HIDDEN || K > MODEL_MAX_CONV)
         return cc_err_set(err, CC_ERR_CORRUPT, "%s: corrupt: %u hidden and %u conv layers", path,
                           H, K);
@@ -267,15 +241,15 @@ static int s_parse_header(s_header_t *h, const uint8_t *b, size_t len, const cha
     model_spec_t *s = &h->spec;
     int rc = s_decode_enums(s, b, path, err);
     if (rc) return rc;
-    s->n_inputs = s_get_i32(b + 16), s->n_classes = s_get_i32(b + 20);
-    s->in_c = s_get_i32(b + 24), s->in_h = s_get_i32(b + 28), s->in_w = s_get_i32(b + 32);
-    s->dropout = s_bits_float(s_get_u32(b + 40));
+    s->n_inputs = le_get_i32(b + 16), s->n_classes = le_get_i32(b + 20);
+    s->in_c = le_get_i32(b + 24), s->in_h = le_get_i32(b + 28), s->in_w = le_get_i32(b + 32);
+    s->dropout = s_bits_float(le_get_u32(b + 40));
     s->n_hidden = (int)H, s->n_conv = (int)K;
-    for (uint32_t i = 0; i < H; i++) s->hidden[i] = s_get_i32(b + S_FIXED + 4 * i);
-    for (uint32_t i = 0; i < K; i++) s->conv[i] = s_get_i32(b + S_FIXED + 4 * (H + i));
-    h->n_params = s_get_u64(b + lengths);
-    h->d = s_get_u64(b + lengths + 8);
-    h->meta_len = s_get_u64(b + lengths + 16);
+    for (uint32_t i = 0; i < H; i++) s->hidden[i] = le_get_i32(b + S_FIXED + 4 * i);
+    for (uint32_t i = 0; i < K; i++) s->conv[i] = le_get_i32(b + S_FIXED + 4 * (H + i));
+    h->n_params = le_get_u64(b + lengths);
+    h->d = le_get_u64(b + lengths + 8);
+    h->meta_len = le_get_u64(b + lengths + 16);
     return 0;
 }
 
@@ -588,7 +562,7 @@ int checkpoint_export_safetensors(const char *path, const model_t *m, const stan
     if ((rc = fileio_atomic_open(&f, path, err))) goto done;
     s_writer_t w = {.fp = f.fp, .hashing = 0};
     uint8_t n8[8];
-    s_put_u64(n8, padded);
+    le_put_u64(n8, padded);
     s_write(&w, n8, 8);
     s_write(&w, header, hlen);
     for (size_t i = hlen; i < padded; i++) s_write(&w, " ", 1);

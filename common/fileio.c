@@ -43,13 +43,15 @@ int fileio_atomic_open(fileio_atomic_t *f, const char *path, cc_err_t *err) {
     return 0;
 }
 
-static int s_fsync_dir(const char *path) {
+int fileio_fsync_dir(const char *path) {
     char *copy = cc_xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(copy);
     if (fd < 0) return -1;
     int rc = fsync(fd);
+    int e = errno; /* close must not hide why fsync failed */
     close(fd);
+    errno = e;
     return rc;
 }
 
@@ -68,7 +70,7 @@ int fileio_atomic_commit(fileio_atomic_t *f, cc_err_t *err) {
         s_release(f);
         return CC_ERR_IO;
     }
-    if (s_fsync_dir(f->path) != 0) { /* FILEIO-2 */
+    if (fileio_fsync_dir(f->path) != 0) { /* FILEIO-2 */
         e = errno;
         cc_err_set(err, CC_ERR_IO, "%s: fsync of directory failed: %s", f->path, strerror(e));
         s_release(f);

@@ -35,6 +35,9 @@ int fileio_write_atomic(const char *path, const void *buf, size_t len, cc_err_t 
  * counted in *len); caller frees *buf. Refuses files larger than max_len. */
 int fileio_read_all(const char *path, size_t max_len, char **buf, size_t *len,
                     cc_err_t *err) CC_WUR;
+/* fsyncs the directory that holds path: a create or rename is durable only once its
+ * directory is synced, not the file alone. 0, or -1 with errno set (by open or fsync). */
+int fileio_fsync_dir(const char *path) CC_WUR;
 
 /* Fault injection for tests: when > 0, the Nth subsequent fflush/fsync in a commit
  * fails with ENOSPC (1 = the next one). Reset to 0 after it fires. */

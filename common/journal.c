@@ -41,13 +41,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "fileio.h"
+#include "le.h"
 
 #define S_VERSION 2u
 #define S_HDR 40                 /* file header bytes */
@@ -80,28 +82,6 @@ struct journal {
     int dirty;          /* records appended since the last fdatasync */
     uint64_t generation; /* counts resets: a sync begun before one is about records gone */
 };
-
-/* ---- little-endian encoding ---- */
-
-static void s_put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void s_put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t s_get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t s_get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 /* ---- low-level I/O ---- */
 
@@ -158,18 +138,6 @@ static int s_pwritev_all(int fd, const struct iovec *iov, size_t n, uint64_t off
     return 0;
 }
 
-static int s_fsync_dir(const char *path) {
-    char *copy = cc_xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 /* ---- header and records ---- */
 
 static void s_header_sum(uint8_t out[4], const uint8_t *h) {
@@ -185,8 +153,8 @@ enum { S_SYNC_LATER, S_SYNC_FILE, S_SYNC_DIR };
 static int s_start_fresh(journal_t *j, uint64_t round, int sync, cc_err_t *err) {
     uint8_t h[S_HDR] = {0};
     memcpy(h, s_magic, 8);
-    s_put_u32(h + 8, S_VERSION);
-    s_put_u64(h + 12, round);
+    le_put_u32(h + 8, S_VERSION);
+    le_put_u64(h + 12, round);
     randombytes_buf(j->key, S_KEY);
     memcpy(h + S_HDR_KEY, j->key, S_KEY);
     s_header_sum(h + S_HDR_SUM, h);
@@ -194,7 +162,8 @@ static int s_start_fresh(journal_t *j, uint64_t round, int sync, cc_err_t *err) 
     if (ftruncate(j->fd, 0) != 0) return s_fail(j, errno, "truncate", err);
     if (s_pwritev_all(j->fd, &v, 1, 0, sizeof h) != 0) return s_fail(j, errno, "write", err);
     if (sync != S_SYNC_LATER && fsync(j->fd) != 0) return s_fail(j, errno, "fsync", err);
-    if (sync == S_SYNC_DIR && s_fsync_dir(j->path) != 0) return s_fail(j, errno, "fsync of directory", err);
+    if (sync == S_SYNC_DIR && fileio_fsync_dir(j->path) != 0)
+        return s_fail(j, errno, "fsync of directory", err);
     j->round = round, j->end = S_HDR, j->next_seq = 0, j->failed = 0, j->dirty = sync == S_SYNC_LATER;
     j->generation++;
     return 0;
@@ -209,10 +178,10 @@ static void s_head_tag(const journal_t *j, uint8_t tag[S_REC_TAG], const uint8_t
 
 static void s_make_head(const journal_t *j, uint8_t head[S_REC_HEAD], uint32_t len,
                         uint64_t seq, uint32_t n_digests) {
-    s_put_u32(head, S_REC_MAGIC);
-    s_put_u32(head + 4, len);
-    s_put_u64(head + 8, seq);
-    s_put_u32(head + 16, n_digests);
+    le_put_u32(head, S_REC_MAGIC);
+    le_put_u32(head + 4, len);
+    le_put_u64(head + 8, seq);
+    le_put_u32(head + 16, n_digests);
     s_head_tag(j, head + S_REC_TAGGED, head);
 }
 
@@ -227,10 +196,10 @@ typedef struct {
 /* Is head[0, S_REC_HEAD) a genuine record head (magic, tag, limits)? */
 static int s_head_genuine(const journal_t *j, const uint8_t *head) {
     uint8_t tag[S_REC_TAG];
-    if (s_get_u32(head) != S_REC_MAGIC) return 0;
+    if (le_get_u32(head) != S_REC_MAGIC) return 0;
     s_head_tag(j, tag, head);
     return sodium_memcmp(tag, head + S_REC_TAGGED, S_REC_TAG) == 0 &&
-           s_get_u32(head + 4) <= JOURNAL_MAX_RECORD && s_get_u32(head + 16) <= JOURNAL_MAX_DIGESTS;
+           le_get_u32(head + 4) <= JOURNAL_MAX_RECORD && le_get_u32(head + 16) <= JOURNAL_MAX_DIGESTS;
 }
 
 /* Reads the head at p: 1 genuine (fields in *h), 0 cut short or not genuine, -1 on a read
@@ -240,8 +209,8 @@ static int s_read_head(const journal_t *j, uint64_t p, uint64_t size, s_head_t *
     int rc = s_pread_all(j->fd, h->raw, S_REC_HEAD, p);
     if (rc) return rc < 0 ? -1 : 0;
     if (!s_head_genuine(j, h->raw)) return 0;
-    h->len = s_get_u32(h->raw + 4), h->seq = s_get_u64(h->raw + 8);
-    h->n_digests = s_get_u32(h->raw + 16);
+    h->len = le_get_u32(h->raw + 4), h->seq = le_get_u64(h->raw + 8);
+    h->n_digests = le_get_u32(h->raw + 16);
     h->end = p + S_REC_HEAD + h->len + (uint64_t)h->n_digests * S_ENTRY + S_REC_SUM;
     return 1;
 }
@@ -263,7 +232,7 @@ static int s_hash_range(int fd, crypto_generichash_state *st, uint64_t off, uint
 static int s_trailer_sane(const uint8_t *t, uint32_t n, uint32_t len) {
     uint64_t at = 0;
     for (uint32_t i = 0; i < n; i++, t += S_ENTRY) {
-        uint64_t off = s_get_u32(t), plen = s_get_u32(t + 4);
+        uint64_t off = le_get_u32(t), plen = le_get_u32(t + 4);
         if (off < at || off > len || plen > len - off) return 0;
         at = off + plen;
     }
@@ -286,7 +255,7 @@ static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *
     crypto_generichash_update(&st, h->raw, S_REC_TAGGED);
     for (uint32_t i = 0; i < h->n_digests; i++) {
         const uint8_t *e = t + (size_t)i * S_ENTRY;
-        uint64_t off = s_get_u32(e), len = s_get_u32(e + 4);
+        uint64_t off = le_get_u32(e), len = le_get_u32(e + 4);
         if ((rc = s_hash_range(fd, &st, payload + at, off - at, buf))) return rc;
         crypto_generichash_init(&part, NULL, 0, JOURNAL_DIGEST_BYTES);
         if ((rc = s_hash_range(fd, &part, payload + off, len, buf))) return rc;
@@ -397,9 +366,9 @@ static int s_load(journal_t *j, uint64_t round, uint64_t size, journal_replay_t 
     if (s_pread_all(j->fd, h, have, 0) != 0)
         return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
     int magic = have >= 8 && memcmp(h, s_magic, 8) == 0;
-    if (magic && have >= S_HDR_VERSION_END && s_get_u32(h + 8) != S_VERSION) /* JOURNAL-3 */
+    if (magic && have >= S_HDR_VERSION_END && le_get_u32(h + 8) != S_VERSION) /* JOURNAL-3 */
         return cc_err_set(err, CC_ERR_FORMAT, "%s: journal version %" PRIu32 " is not supported "
-                          "(this build reads version %u)", j->path, s_get_u32(h + 8), S_VERSION);
+                          "(this build reads version %u)", j->path, le_get_u32(h + 8), S_VERSION);
     if (size < S_HDR) { /* cut off at creation, before any record could be acked (JOURNAL-1) */
         r->truncated = size > 0;
         return s_start_fresh(j, round, S_SYNC_DIR, err);
@@ -411,7 +380,7 @@ static int s_load(journal_t *j, uint64_t round, uint64_t size, journal_replay_t 
         r->truncated = 1; /* JOURNAL-2: a torn header with nothing after it */
         return s_start_fresh(j, round, S_SYNC_DIR, err);
     }
-    if (s_get_u64(h + 12) != round) return s_start_fresh(j, round, S_SYNC_DIR, err); /* JOURNAL-3 */
+    if (le_get_u64(h + 12) != round) return s_start_fresh(j, round, S_SYNC_DIR, err); /* JOURNAL-3 */
     j->round = round;
     memcpy(j->key, h + S_HDR_KEY, S_KEY);
     return s_replay(j, size, r, err);
@@ -483,8 +452,8 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
     uint32_t at = 0;
     for (size_t i = 0; i < n_parts; i++) {
         if (part_digests && part_digests[i]) { /* trusted: its bytes are not hashed here */
-            s_put_u32(e, at);
-            s_put_u32(e + 4, (uint32_t)part_lens[i]);
+            le_put_u32(e, at);
+            le_put_u32(e + 4, (uint32_t)part_lens[i]);
             memcpy(e + 8, part_digests[i], JOURNAL_DIGEST_BYTES);
             e += S_ENTRY;
         } else {

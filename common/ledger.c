@@ -26,7 +26,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define S_DUMP_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
@@ -543,18 +543,6 @@ int ledger_head(const char *path, const uint8_t *coordinator_pk, ledger_head_t *
 
 /* ---- append ---- */
 
-static int s_fsync_dir(const char *path) {
-    char *copy = cc_xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 static int s_write_all(int fd, const char *p, size_t n) {
     if (s_fires(&ledger_fault_fail_write_after)) {
         if (write(fd, p, n / 2) < 0) return -1;
@@ -669,7 +657,7 @@ int ledger_append(const char *path, const identity_t *coordinator, json_t *entry
                         " check ledger_head before appending it again)" : "");
         goto out;
     }
-    if (t.size == 0 && s_fsync_dir(path) != 0) { /* LEDGER-1: a new file's directory entry */
+    if (t.size == 0 && fileio_fsync_dir(path) != 0) { /* LEDGER-1: a new file's directory entry */
         rc = cc_err_set(err, CC_ERR_IO, "%s: fsync of its directory failed: %s", path,
                         strerror(errno));
         goto out;

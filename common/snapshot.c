@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "le.h"
 
 #define S_VERSION 1u
 #define S_HDR 40
@@ -55,18 +56,6 @@ struct snapshot {
     s_section_t *secs;        /* (n) */
     size_t n, cap;
 };
-
-/* ---- little-endian encoding ---- */
-
-static void s_put_le(uint8_t *p, uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t s_get_le(const uint8_t *p, int bytes) {
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 /* ---- sections ---- */
 
@@ -146,9 +135,9 @@ static void s_emit(s_writer_t *w, const void *p, size_t n) {
 
 static void s_header(uint8_t h[S_HDR], uint32_t count, uint64_t total) {
     memcpy(h, s_magic, 8);
-    s_put_le(h + 8, S_VERSION, 4);
-    s_put_le(h + 12, count, 4);
-    s_put_le(h + 16, total, 8);
+    le_put_u32(h + 8, S_VERSION);
+    le_put_u32(h + 12, count);
+    le_put_u64(h + 16, total);
     crypto_generichash(h + 24, S_HDR_HASH, h, 24, NULL, 0);
 }
 
@@ -168,10 +157,10 @@ int snapshot_write(const snapshot_t *s, const char *path, cc_err_t *err) {
     s_emit(&w, h, sizeof h);
     for (size_t i = 0; i < s->n; i++) {
         size_t nl = strlen(s->secs[i].name);
-        s_put_le(b, nl, 2);
+        le_put_u16(b, (uint16_t)nl);
         s_emit(&w, b, 2);
         s_emit(&w, s->secs[i].name, nl);
-        s_put_le(b, s->secs[i].len, 8);
+        le_put_u64(b, s->secs[i].len);
         s_emit(&w, b, 8);
         s_emit(&w, s->secs[i].data, s->secs[i].len);
     }
@@ -194,10 +183,10 @@ static int s_check_header(const char *path, const uint8_t *h, uint64_t size, uin
     crypto_generichash(d, sizeof d, h, 24, NULL, 0);
     if (memcmp(d, h + 24, sizeof d) != 0)
         return cc_err_set(err, CC_ERR_CORRUPT, "%s: header checksum mismatch", path);
-    if (s_get_le(h + 8, 4) != S_VERSION)
-        return cc_err_set(err, CC_ERR_FORMAT, "%s: snapshot version %" PRIu64 " is not supported",
-                          path, s_get_le(h + 8, 4));
-    *count = (uint32_t)s_get_le(h + 12, 4), *total = s_get_le(h + 16, 8);
+    if (le_get_u32(h + 8) != S_VERSION)
+        return cc_err_set(err, CC_ERR_FORMAT, "%s: snapshot version %" PRIu32 " is not supported",
+                          path, le_get_u32(h + 8));
+    *count = le_get_u32(h + 12), *total = le_get_u64(h + 16);
     if (*total < S_HDR + S_SUM || *total > S_MAX_BYTES || *total > SIZE_MAX ||
         *count > S_MAX_SECTIONS || *count > (*total - S_HDR - S_SUM) / S_SEC_MIN)
         return cc_err_set(err, CC_ERR_CORRUPT, "%s: absurd length %" PRIu64 " or section count %"
@@ -233,12 +222,12 @@ static int s_read_sections(snapshot_t *s, s_reader_t *r, uint32_t count) {
     int rc;
     for (uint32_t i = 0; i < count; i++) {
         if ((rc = s_take(r, b, 2))) return rc;
-        size_t nl = (size_t)s_get_le(b, 2);
+        size_t nl = le_get_u16(b);
         if (nl < 1 || nl > 255) return CC_ERR_CORRUPT;
         if ((rc = s_take(r, name, nl))) return rc;
         if (memchr(name, '\0', nl) || s_find(s, (const char *)name, nl)) return CC_ERR_CORRUPT;
         if ((rc = s_take(r, b, 8))) return rc;
-        uint64_t len = s_get_le(b, 8);
+        uint64_t len = le_get_u64(b);
         if (len > r->left) return CC_ERR_CORRUPT; /* checked before allocating */
         s_section_t *sec = s_add(s, (const char *)name, nl);
         sec->data = s_alloc((size_t)len), sec->len = (size_t)len;

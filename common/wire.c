@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "concord.pb-c.h"
+#include "le.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "Concord's wire format (raw float32 frames) assumes a little-endian host"
@@ -57,13 +58,14 @@ static int s_sodium_ready(void) {
 
 /* ---- canonical byte string (WIRE-1) ---- */
 
+/* le_put_* that return the cursor past what they wrote. */
 static uint8_t *s_put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    le_put_u32(p, v);
     return p + 4;
 }
 
 static uint8_t *s_put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    le_put_u64(p, v);
     return p + 8;
 }
 

@@ -172,6 +172,7 @@ typedef struct {
     double *grant_at;          /* (n_clients) when the grant was given */
     uint64_t grant_requests;   /* requests so far (the order's counter) */
     size_t grants_waiting;     /* slots waiting for a grant */
+    uint64_t grants_given, grants_expired; /* counters for /metrics */
     size_t upload_window;      /* granted updates outstanding at most */
     double upload_window_mb;   /* [federation] upload_window_mb */
     double upload_grant_s;     /* [federation] upload_grant_s */

@@ -21,11 +21,17 @@
 
 enum { GRANT_NONE, GRANT_WAITING, GRANT_GIVEN };
 
+/* The counters are also read by the metrics thread (http.c). */
+#define COUNT(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
+static void s_waiting_add(coord_t *c, long delta) {
+    __atomic_fetch_add(&c->grants_waiting, (size_t)delta, __ATOMIC_RELAXED);
+}
+
 int coord_uploads_pregranted(const coord_t *c) { return c->upload_window >= c->n_participants; }
 
 void coord_grants_reset(coord_t *c) {
     memset(c->grant_state, GRANT_NONE, c->n_clients + 1);
-    c->grants_waiting = 0;
+    __atomic_store_n(&c->grants_waiting, 0, __ATOMIC_RELAXED);
 }
 
 /* Grants outstanding; those older than upload_grant_s end here. */
@@ -38,6 +44,7 @@ static size_t s_outstanding(coord_t *c, double now) {
             continue;
         }
         c->grant_state[i] = GRANT_NONE;
+        COUNT(c->grants_expired);
         cc_log_warn("upload_grant_expired", "client=%s round=%llu after_s=%.1f", c->participants[i],
                     (unsigned long long)c->round, now - c->grant_at[i]);
     }
@@ -63,7 +70,8 @@ void coord_pump_grants(coord_t *c) {
     double now = cc_now();
     size_t outstanding = s_outstanding(c, now), next;
     while (outstanding < c->upload_window && (next = s_first_waiting(c)) != SIZE_MAX) {
-        c->grant_state[next] = GRANT_GIVEN, c->grant_at[next] = now, outstanding++, c->grants_waiting--;
+        c->grant_state[next] = GRANT_GIVEN, c->grant_at[next] = now, outstanding++, s_waiting_add(c, -1);
+        COUNT(c->grants_given);
         cc_log_info("upload_granted", "client=%s round=%llu outstanding=%zu window=%zu", c->participants[next],
                     (unsigned long long)c->round, outstanding, c->upload_window);
         s_send_grant(c, next);
@@ -77,7 +85,7 @@ void coord_upload_request(coord_t *c, size_t slot) {
     }
     if (c->grant_state[slot] == GRANT_NONE) {
         c->grant_state[slot] = GRANT_WAITING, c->grant_order[slot] = ++c->grant_requests;
-        c->grants_waiting++;
+        s_waiting_add(c, 1);
     }
     coord_pump_grants(c);
 }
@@ -85,6 +93,6 @@ void coord_upload_request(coord_t *c, size_t slot) {
 void coord_upload_done(coord_t *c, const char *id) {
     size_t slot = coord_slot(c, id);
     if (slot == SIZE_MAX || c->grant_state[slot] == GRANT_NONE) return;
-    if (c->grant_state[slot] == GRANT_WAITING) c->grants_waiting--;
+    if (c->grant_state[slot] == GRANT_WAITING) s_waiting_add(c, -1);
     c->grant_state[slot] = GRANT_NONE; /* the next grant: coord_pump_grants, once the frames are freed */
 }

@@ -345,6 +345,7 @@ Test(coordinator, upload_grants_let_one_update_in_flight_in_request_order, .init
     s_upload_ready(&bob, 0);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT, "bob's grant again");
     cr_assert_eq(s_recv(&alice, 700, NULL, NULL, NULL), 0, "alice waits while bob's update is outstanding");
+    cr_expect_eq(s_metric("concord_uploads_waiting "), 1, "one client waits for a grant");
     /* Bob's update ends his grant: alice gets hers. */
     s_send_update(&bob, digest, zero);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
@@ -352,6 +353,8 @@ Test(coordinator, upload_grants_let_one_update_in_flight_in_request_order, .init
     /* Once received, an update cannot be asked for again. */
     s_upload_ready(&bob, 0);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_NACK, "bob's update is in");
+    cr_expect_eq(s_metric("concord_upload_grants_total "), 2, "bob's grant (given once) and alice's");
+    cr_expect_eq(s_metric("concord_uploads_waiting "), 0);
     s_finish_round(&alice, &bob, digest, delta);
 }
 
@@ -380,5 +383,6 @@ Test(coordinator, an_upload_grant_its_client_never_uses_expires_and_the_next_cli
     float zero[P] = {0};
     s_send_update(&bob, digest, zero);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    cr_expect_eq(s_metric("concord_upload_grants_expired_total "), 1);
     zmq_close(bob.sock);
 }

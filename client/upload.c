@@ -33,7 +33,8 @@ static int s_send_ready(client_t *c) {
     Concord__UploadReady r = CONCORD__UPLOAD_READY__INIT;
     r.round = c->upload->round;
     int rc = client_send(c, CONCORD__MSG_TYPE__MSG_UPLOAD_READY, r.round, &r.base, NULL, 0);
-    if (rc == 0) cc_log_info("upload_ready", "round=%llu action=\"waiting for the coordinator's grant\"", (unsigned long long)r.round);
+    if (rc == 0)
+        cc_log_info("upload_ready", "round=%llu action=\"waiting for the coordinator's grant\"", (unsigned long long)r.round);
     return rc;
 }
 

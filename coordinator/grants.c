@@ -2,17 +2,17 @@
  *
  * ZeroMQ reads every connection as fast as the network allows and keeps whole messages in
  * memory until the poll loop takes them, so K hospitals answering at once would put K
- * updates in the coordinator's memory at the same time (with CURVE off, at P = 10M, ten
- * times its memory budget: docs/benchmarks.md). When [federation] upload_window_mb cannot
+ * updates in the coordinator's memory at the same time (with CURVE off, K = 50, P = 10M:
+ * 9.7 times its memory budget; docs/benchmarks.md). When [federation] upload_window_mb cannot
  * hold every participant's update, tasks say so (upload_granted = false): a client sends
  * UploadReady when its update is ready and the Update only on an UploadGrant. Grants go in
  * request order while fewer than upload_window are outstanding. A grant ends when the
  * client's Update has been handled (accepted or refused), when the client says Hello again,
  * or upload_grant_s after it was given (a late update is still taken). The next grant goes
  * out only once the handled Update's frames are freed (the poll loop pumps after each
- * message), or one more update would be in memory. Flow control is for
- * honest clients: an update sent without a grant is handled like any other, and what a
- * misbehaving client can send is bounded by [limits] (ratelimit.c). */
+ * message), or one more update would be in memory. Flow control is for honest clients: an
+ * update sent without a grant is handled like any other, and what a misbehaving client can
+ * send is bounded by [limits] (ratelimit.c). */
 #include <string.h>
 
 #include "coord.h"
@@ -79,7 +79,7 @@ void coord_pump_grants(coord_t *c) {
 }
 
 void coord_upload_request(coord_t *c, size_t slot) {
-    if (c->grant_state[slot] == GRANT_GIVEN) { /* asked again (it reconnected): same grant */
+    if (c->grant_state[slot] == GRANT_GIVEN) { /* asked twice: the same grant, once more */
         s_send_grant(c, slot);
         return;
     }

@@ -59,6 +59,8 @@ static void s_usage(FILE *fp) {
         "                        replay, oversize, connect, parts (client/flood.c; tests/flood.sh)\n");
 }
 
+/* Parses the command line into c->cfg and c's test switches (two passes, see config.h).
+ * Returns -1 to continue or an exit code. */
 static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
@@ -69,11 +71,8 @@ static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
         {"test-flood", required_argument, 0, 'F'},
         {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     cc_err_t err = {0};
-    int ch, rc = 0;
-    while ((ch = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1 && rc == 0)
-        if (ch == 'c') rc = config_load_file(c->cfg, optarg, &err);
-    optind = 0;
-    while (rc == 0 && (ch = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1) {
+    int ch, rc = config_load_from_args(c->cfg, argc, argv, opts, &err); /* pass 1: the files */
+    while (rc == 0 && (ch = getopt_long(argc, argv, CONFIG_SHORTOPTS, opts, NULL)) != -1) {
         switch (ch) {
         case 'c': break;
         case 's': rc = config_set_assignment(c->cfg, optarg, &err); break;
@@ -104,15 +103,7 @@ static int s_parse_args(client_t *c, int argc, char **argv, int *print_config) {
         default: s_usage(stderr); return 2;
         }
     }
-    if (rc) {
-        fprintf(stderr, "concord-client: %s\n", err.msg);
-        return 2;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "concord-client: unexpected argument \"%s\" (see --help)\n", argv[optind]);
-        return 2;
-    }
-    return -1;
+    return config_args_finish("concord-client", rc, &err, argc, argv);
 }
 
 static char *s_opt_path(const config_t *cfg, const char *key) {

@@ -29,6 +29,7 @@
 #include <ini.h>
 #include <limits.h>
 #include <float.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -558,6 +559,30 @@ int config_set_assignment(config_t *cfg, const char *assignment, cc_err_t *err) 
     free(origin);
     free(key);
     return rc;
+}
+
+/* ---- daemon command lines ---- */
+
+int config_load_from_args(config_t *cfg, int argc, char *const argv[], const struct option *opts, cc_err_t *err) {
+    int ch, rc = 0;
+    /* getopt_long rather than a scan for "--config", so that this pass reads argv exactly as
+     * pass 2 will ("--config=F", "-cF", a value that looks like a flag, "--"). */
+    while ((ch = getopt_long(argc, argv, CONFIG_SHORTOPTS, opts, NULL)) != -1 && rc == 0)
+        if (ch == 'c') rc = config_load_file(cfg, optarg, err);
+    optind = 0; /* glibc: full re-initialisation, so pass 2 starts from argv[1] */
+    return rc;
+}
+
+int config_args_finish(const char *prog, int rc, const cc_err_t *err, int argc, char *const argv[]) {
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err->msg);
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", prog, argv[optind]);
+        return 2;
+    }
+    return -1;
 }
 
 /* ---- getters ---- */

@@ -49,6 +49,22 @@ int config_set(config_t *cfg, const char *section_key, const char *value, const 
 /* Parses "section.key=value" (the generic --set flag). */
 int config_set_assignment(config_t *cfg, const char *assignment, cc_err_t *err) CC_WUR;
 
+/* The daemons' command lines take two passes over argv with getopt_long: pass 1
+ * (config_load_from_args) loads every --config FILE, so that pass 2's flags, --set among
+ * them, override the files wherever they stand on the line; pass 2 is each daemon's own
+ * switch, which skips 'c', and ends with config_args_finish. Both passes must read argv the
+ * same way, so both use these short options: opts maps "config" to 'c' and "set" to 's'. */
+#define CONFIG_SHORTOPTS "c:s:"
+struct option; /* <getopt.h> */
+/* Pass 1: loads each --config FILE in order and resets getopt (optind = 0) for pass 2.
+ * Returns 0, or the error of the first file that failed (in err; later files are not loaded). */
+int config_load_from_args(config_t *cfg, int argc, char *const argv[], const struct option *opts,
+                          cc_err_t *err) CC_WUR;
+/* The end of pass 2: with rc set (a config error, described in err), or a positional argument
+ * left at optind, prints "prog: ..." to stderr and returns 2 (usage error); else returns -1
+ * (carry on). */
+int config_args_finish(const char *prog, int rc, const cc_err_t *err, int argc, char *const argv[]) CC_WUR;
+
 /* Raw value or NULL if unset and without default. Owned by cfg: valid until the key is set
  * again or cfg is destroyed (the same holds for config_get_str's *out). */
 const char *config_get(const config_t *cfg, const char *section_key);

@@ -117,7 +117,8 @@ static void s_usage(FILE *fp) {
         "changed key is accepted (history kept); new hospitals join after a restart.\n");
 }
 
-/* Parses the command line into c->cfg. Returns -1 to continue or an exit code. */
+/* Parses the command line into c->cfg (two passes, see config.h). Returns -1 to continue or
+ * an exit code. */
 static int s_parse_args(coord_t *c, int argc, char **argv, int *print_config) {
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
@@ -126,12 +127,8 @@ static int s_parse_args(coord_t *c, int argc, char **argv, int *print_config) {
         {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     cc_err_t err = {0};
-    int ch, rc = 0;
-    /* Pass 1: the config file, so that flags (pass 2) override it wherever they stand. */
-    while ((ch = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1 && rc == 0)
-        if (ch == 'c') rc = config_load_file(c->cfg, optarg, &err);
-    optind = 0;
-    while (rc == 0 && (ch = getopt_long(argc, argv, "c:s:", opts, NULL)) != -1) {
+    int ch, rc = config_load_from_args(c->cfg, argc, argv, opts, &err); /* pass 1: the files */
+    while (rc == 0 && (ch = getopt_long(argc, argv, CONFIG_SHORTOPTS, opts, NULL)) != -1) {
         switch (ch) {
         case 'c': break;
         case 's': rc = config_set_assignment(c->cfg, optarg, &err); break;
@@ -145,15 +142,7 @@ static int s_parse_args(coord_t *c, int argc, char **argv, int *print_config) {
         default: s_usage(stderr); return 2;
         }
     }
-    if (rc) {
-        fprintf(stderr, "concord-coordinator: %s\n", err.msg);
-        return 2;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "concord-coordinator: unexpected argument \"%s\" (see --help)\n", argv[optind]);
-        return 2;
-    }
-    return -1;
+    return config_args_finish("concord-coordinator", rc, &err, argc, argv);
 }
 
 /* Reads the typed settings; errors name the key and where its value came from. */

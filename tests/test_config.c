@@ -7,10 +7,15 @@
  * Rejection: every getter's format and range errors, each message naming file, line,
  * section, key, what was expected and what was found (or the flag); unknown sections and
  * keys (with hints), keys before any section, syntax errors at their line, NUL bytes,
- * unreadable files, malformed --set; a failed load leaves the config unchanged. */
+ * unreadable files, malformed --set; a failed load leaves the config unchanged.
+ * Daemon command lines: every --config loads before any flag, wherever it stands; the first
+ * bad file stops pass 1; the end of pass 2 turns a config error or a stray argument into
+ * "prog: ..." and exit code 2. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <ftw.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -216,6 +221,65 @@ Test(config, set_rejects_unknown_and_malformed) {
     cr_expect_eq(config_set(s_cfg, "model.lr", "0.1", "--set", &err), CC_ERR_ARG);
     s_has(err.msg, "belongs in section [training]", NULL);
     cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "20");
+}
+
+/* ---- daemon command lines (config_load_from_args, config_args_finish) ---- */
+
+static const struct option s_opts[] = {
+    {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'}, {0, 0, 0, 0}};
+
+/* Pass 2 as a daemon runs it: --set applies, 'c' is skipped. Returns config_args_finish's. */
+static int s_pass2(int argc, char **argv, int rc, cc_err_t *err) {
+    int ch;
+    while (rc == 0 && (ch = getopt_long(argc, argv, CONFIG_SHORTOPTS, s_opts, NULL)) != -1)
+        if (ch == 's') rc = config_set_assignment(s_cfg, optarg, err);
+    return config_args_finish("prog", rc, err, argc, argv);
+}
+
+Test(config, args_files_load_before_flags) {
+    char *a = s_write("a.ini", "[federation]\nrounds = 7\nquorum = 0.9\n");
+    char *b = s_write("b.ini", "[federation]\nrounds = 9\n");
+    char *argv[] = {"prog", "--set", "federation.rounds=3", "--config", a, "-c", b, NULL};
+    int argc = (int)(sizeof argv / sizeof argv[0]) - 1;
+    cc_err_t err = {0};
+    int rc = config_load_from_args(s_cfg, argc, argv, s_opts, &err);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "9"); /* files in order */
+    cr_expect_eq(optind, 0);
+    cr_expect_eq(s_pass2(argc, argv, rc, &err), -1, "%s", err.msg);
+    cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "3"); /* the flag, though it came first */
+    cr_expect_str_eq(config_get(s_cfg, "federation.quorum"), "0.9");
+    free(a), free(b);
+}
+
+Test(config, args_first_bad_file_stops_pass1) {
+    char *bad = s_write("bad.ini", "[federation]\nroudns = 7\n");
+    char *good = s_write("good.ini", "[federation]\nrounds = 9\n");
+    char *argv[] = {"prog", "--config", bad, "--config", good, NULL};
+    cc_err_t err = {0};
+    cr_expect_eq(config_load_from_args(s_cfg, 5, argv, s_opts, &err), CC_ERR_FORMAT);
+    s_has(err.msg, bad, "roudns", NULL);
+    cr_expect_str_eq(config_get(s_cfg, "federation.rounds"), "20");
+    cr_expect_eq(optind, 0);
+    free(bad), free(good);
+}
+
+Test(config, args_finish_reports_usage_errors) {
+    cr_redirect_stderr();
+    cc_err_t err = {0};
+    optind = 0;
+    char *stray[] = {"prog", "--set", "federation.rounds=3", "extra", NULL};
+    cr_expect_eq(s_pass2(4, stray, 0, &err), 2);
+    optind = 0;
+    char *unknown[] = {"prog", "--set", "nosuch.key=1", NULL};
+    cr_expect_eq(s_pass2(3, unknown, 0, &err), 2);
+    optind = 0;
+    char *fine[] = {"prog", NULL};
+    cr_expect_eq(s_pass2(1, fine, 0, &err), -1);
+    fflush(stderr);
+    cr_expect_stderr_eq_str("prog: unexpected argument \"extra\" (see --help)\n"
+                            "prog: --set nosuch.key: unknown section [nosuch] (known sections: federation, "
+                            "model, security, storage, metrics, training)\n");
 }
 
 /* ---- typed getters: errors name the origin, the key, the expectation and the value ---- */

@@ -564,11 +564,14 @@ int config_set_assignment(config_t *cfg, const char *assignment, cc_err_t *err) 
 /* ---- daemon command lines ---- */
 
 int config_load_from_args(config_t *cfg, int argc, char *const argv[], const struct option *opts, cc_err_t *err) {
-    int ch, rc = 0;
+    int ch, rc = 0, saved_opterr = opterr;
     /* getopt_long rather than a scan for "--config", so that this pass reads argv exactly as
-     * pass 2 will ("--config=F", "-cF", a value that looks like a flag, "--"). */
+     * pass 2 will ("--config=F", "-cF", a value that looks like a flag, "--"). Silent: pass 2
+     * reports a bad option, once. */
+    opterr = 0;
     while ((ch = getopt_long(argc, argv, CONFIG_SHORTOPTS, opts, NULL)) != -1 && rc == 0)
         if (ch == 'c') rc = config_load_file(cfg, optarg, err);
+    opterr = saved_opterr;
     optind = 0; /* glibc: full re-initialisation, so pass 2 starts from argv[1] */
     return rc;
 }

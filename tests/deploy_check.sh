@@ -40,7 +40,7 @@ import configparser, glob, os, sys
 deploy = sys.argv[1]
 COORDINATOR = {
     "federation": ["rounds", "min_clients", "quorum", "join_timeout_s", "round_deadline_s",
-                   "extension_s", "seed", "bind", "enrolment"],
+                   "extension_s", "seed", "bind", "enrolment", "upload_window_mb", "upload_grant_s"],
     # inputs, classes, image: the model's shape, declared by concord-coordinator too.
     "model": ["arch", "activation", "dropout", "standardize", "inputs", "classes", "image"],
     "training": ["epochs", "batch", "optimizer", "lr", "momentum", "weight_decay"],

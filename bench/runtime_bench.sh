@@ -181,6 +181,9 @@ if want overhead; then
     DR_BASE=$SHM daemon_run overhead-lg-tmpfs-fedavg 10 9999 10 fedavg $R 0
     grep -E "event=round_start|event=round_closed" "$OUT/overhead-lg-tmpfs-fedavg.coordinator.log" > "$OUT/overhead-lg-tmpfs-fedavg.rounds.log" || true
     rm -rf "$SHM"
+    # the same without CURVE: what the encryption of tasks and updates costs on these 2 cores
+    # (the coordinator's and the load generator's)
+    LG_FLAGS=--no-curve daemon_run overhead-lg-nocurve-fedavg 10 9999 10 fedavg $R 0 --set security.curve=false
     # (b) real daemons: concord-sim, 10 hospitals on thyroid, MLP 21-2630-16-3 (100,007 parameters)
     SHM=$(mktemp -d /dev/shm/concord-rt.XXXXXX)
     for V in fedavg fedce tmpfs-fedavg; do

@@ -131,6 +131,7 @@ typedef struct {
     size_t n_acked;            /* updates[0..n_acked) are durable and acknowledged */
     size_t sync_upto;          /* updates[0..sync_upto) are covered by the sync in flight */
     struct syncer *syncer;     /* the journal's group commit, off the poll loop (syncer.h) */
+    struct guard *guard;       /* per-connection bound on what ZeroMQ holds (guard.h) */
     journal_t *journal;
     double waiting_since;
 

@@ -23,6 +23,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "guard.h"
 #include "syncer.h"
 
 static volatile sig_atomic_t s_signal, s_hangup;
@@ -458,6 +459,12 @@ static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     zmq_setsockopt(c->router, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof handshake_ms);
     if (c->curve && transport_curve_server(c->router, &c->self))
         return cc_err_set(err, CC_ERR_IO, "CURVE set-up failed: %s", zmq_strerror(errno));
+    /* What one connection may hold: queue_messages whole messages and the one being
+     * assembled, each at most an update (its frames and 64 KiB for the envelope: honest
+     * envelopes are under 2 KiB), plus 8 MiB for the kernel's receive buffer. */
+    double per_update = (double)c->P * sizeof(float) * (c->per_class >= 2 ? c->spec.n_classes + 1 : 1);
+    uint64_t guard_bound = (uint64_t)((double)(hwm + 1) * (per_update + (64 << 10))) + (8u << 20);
+    if (!(c->guard = guard_start(c->zctx, c->router, guard_bound, err))) return CC_ERR_IO;
     if (zmq_bind(c->router, bind) != 0)
         return cc_err_set(err, CC_ERR_IO, "[federation] bind %s: %s", bind, zmq_strerror(errno));
     cc_log_info("listening", "bind=%s curve=%d enrolled=%zu model_params=%zu rate_limit=%g burst=%g queue_messages=%d",
@@ -500,28 +507,42 @@ static void s_handle(coord_t *c, transport_msg_t *msg) {
     if (s_answers(c, key) > answers) ratelimit_refund(c->limiter, key);
 }
 
+/* Tells the connection guard what the poll loop took from the message's connection. */
+static void s_guard_taken(coord_t *c, transport_msg_t *msg) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size(&msg->parts[i]);
+    /* ZMQ_SRCFD: deprecated in libzmq 4.3 but kept, and the only link from a message to
+     * its connection's socket. */
+    int fd = zmq_msg_get(&msg->parts[0], ZMQ_SRCFD);
+    guard_taken(c->guard, fd, msg->peer, bytes + WIRE_MAX_ID, msg->n_parts + 1);
+}
+
 static void s_loop(coord_t *c) {
     /* The ROUTER, the journal syncer's wake-up (coord_tick collects it), and ZAP if CURVE is on. */
-    zmq_pollitem_t items[3] = {{c->router, 0, ZMQ_POLLIN, 0}, {NULL, syncer_fd(c->syncer), ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[4] = {{c->router, 0, ZMQ_POLLIN, 0}, {NULL, syncer_fd(c->syncer), ZMQ_POLLIN, 0},
+                               {guard_socket(c->guard), 0, ZMQ_POLLIN, 0},
                                {c->zap ? zap_handler_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0}};
-    int n_items = c->zap ? 3 : 2;
+    int n_items = c->zap ? 4 : 3;
     if (c->state == COORD_DONE) c->stop = 0;
     while (!c->stop && !s_signal) {
         if (c->state == COORD_DONE) break;
         if (s_hangup) s_hangup = 0, coord_reload_enrolment(c);
         long timeout_ms = (long)(coord_next_timeout(c) * 1000.0);
+        if (timeout_ms > 100) timeout_ms = 100; /* the connection guard looks every 0.1 s */
         if (zmq_poll(items, n_items, timeout_ms) < 0 && errno != EINTR) break;
-        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN)) zap_handler_handle(c->zap);
+        if (items[2].revents & ZMQ_POLLIN) guard_events(c->guard);
+        if (n_items == 4 && (items[3].revents & ZMQ_POLLIN)) zap_handler_handle(c->zap);
         for (int burst = 0; burst < 64 && (items[0].revents & ZMQ_POLLIN); burst++) {
             transport_msg_t msg;
             int rc = transport_recv(c->router, 1, &msg, ZMQ_DONTWAIT);
             if (rc == -1) break;
-            if (rc == 0) s_handle(c, &msg);
+            if (rc == 0) s_guard_taken(c, &msg), s_handle(c, &msg);
             else __atomic_fetch_add(&c->rejected[REJ_DECODE], 1, __ATOMIC_RELAXED);
             transport_msg_close(&msg);
             coord_pump_grants(c); /* an upload grant that message ended goes on now its frames are freed */
             if (c->stop) break;
         }
+        guard_check(c->guard, cc_now());
         coord_tick(c);
     }
 }
@@ -566,6 +587,7 @@ static void s_alloc_round_state(coord_t *c) {
 static void s_teardown(coord_t *c) {
     coord_http_stop();
     if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
+    guard_stop(&c->guard);
     coord_params_free(c);                                /* ...θ lives until the last is */
     coord_drop_committed(c);
     journal_close(&c->journal);

@@ -19,11 +19,11 @@
 
 #include "coord.h"
 #include "fedce.h"
+#include "guard.h"
 #include "head_stats.h"
 #include "ledger.h"
 #include "log.h"
 #include "ratelimit.h"
-#include "guard.h"
 #include "syncer.h"
 
 static volatile sig_atomic_t s_signal, s_hangup;
@@ -430,6 +430,12 @@ static void s_check_fd_limit(size_t enrolled) {
                 (unsigned long long)need);
 }
 
+/* Bytes of one update's tensor frames: Δ̃ (P floats), or its C + 1 per-class parts in
+ * server and federation mode. */
+static double s_update_bytes(const coord_t *c) {
+    return (double)c->P * sizeof(float) * (c->per_class >= 2 ? c->spec.n_classes + 1 : 1);
+}
+
 static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     s_limits_t lim;
     int rc = s_limits(c, &lim, err);
@@ -462,8 +468,7 @@ static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
     /* What one connection may hold: queue_messages whole messages and the one being
      * assembled, each at most an update (its frames and 64 KiB for the envelope: honest
      * envelopes are under 2 KiB), plus 8 MiB for the kernel's receive buffer. */
-    double per_update = (double)c->P * sizeof(float) * (c->per_class >= 2 ? c->spec.n_classes + 1 : 1);
-    uint64_t guard_bound = (uint64_t)((double)(hwm + 1) * (per_update + (64 << 10))) + (8u << 20);
+    uint64_t guard_bound = (uint64_t)((double)(hwm + 1) * (s_update_bytes(c) + (64 << 10))) + (8u << 20);
     if (!(c->guard = guard_start(c->zctx, c->router, guard_bound, err))) return CC_ERR_IO;
     if (zmq_bind(c->router, bind) != 0)
         return cc_err_set(err, CC_ERR_IO, "[federation] bind %s: %s", bind, zmq_strerror(errno));
@@ -514,11 +519,14 @@ static void s_guard_taken(coord_t *c, transport_msg_t *msg) {
     /* ZMQ_SRCFD: deprecated in libzmq 4.3 but kept, and the only link from a message to
      * its connection's socket. */
     int fd = zmq_msg_get(&msg->parts[0], ZMQ_SRCFD);
+    /* + the routing frame, though the ROUTER adds it itself: counting more than arrived
+     * only makes the guard more lenient. */
     guard_taken(c->guard, fd, msg->peer, bytes + WIRE_MAX_ID, msg->n_parts + 1);
 }
 
 static void s_loop(coord_t *c) {
-    /* The ROUTER, the journal syncer's wake-up (coord_tick collects it), and ZAP if CURVE is on. */
+    /* The ROUTER, the journal syncer's wake-up (coord_tick collects it), the connection
+     * guard's monitor, and ZAP if CURVE is on. */
     zmq_pollitem_t items[4] = {{c->router, 0, ZMQ_POLLIN, 0}, {NULL, syncer_fd(c->syncer), ZMQ_POLLIN, 0},
                                {guard_socket(c->guard), 0, ZMQ_POLLIN, 0},
                                {c->zap ? zap_handler_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0}};
@@ -567,9 +575,7 @@ static void s_alloc_round_state(coord_t *c) {
     c->grant_state = cc_xcalloc(n, 1);
     c->grant_order = cc_xcalloc(n, sizeof *c->grant_order);
     c->grant_at = cc_xcalloc(n, sizeof *c->grant_at);
-    /* An update is Δ̃ (P floats), or its C + 1 per-class parts in server and federation mode. */
-    double per_update = (double)c->P * sizeof(float) * (c->per_class >= 2 ? c->spec.n_classes + 1 : 1);
-    c->upload_window = (size_t)fmax(1.0, floor(c->upload_window_mb * 1048576.0 / per_update));
+    c->upload_window = (size_t)fmax(1.0, floor(c->upload_window_mb * 1048576.0 / s_update_bytes(c)));
     c->target_g = cc_xcalloc(c->L, sizeof(float)), c->target_D = cc_xcalloc(c->L, sizeof(float));
     c->target_Hg = cc_xcalloc(c->L, sizeof(float));
     c->gap_g = cc_xcalloc(n, sizeof *c->gap_g), c->gap_d = cc_xcalloc(n, sizeof *c->gap_d);

@@ -254,8 +254,9 @@ int coord_uploads_pregranted(const coord_t *c);
 void coord_grants_reset(coord_t *c);
 /* slot asked to send its update (UploadReady, checked by the caller). */
 void coord_upload_request(coord_t *c, size_t slot);
-/* id's update was handled (accepted or refused), or it said Hello again: its grant ends. */
-void coord_upload_done(coord_t *c, const char *id);
+/* id's update was handled (accepted or refused), it said Hello again, or its connection
+ * closed: its grant (or its wait for one) ends. 1 if it had one. */
+int coord_upload_done(coord_t *c, const char *id);
 /* Ends expired grants and gives the next ones while the window has room; called after each
  * message's frames are freed and on every tick (cheap when nobody waits). */
 void coord_pump_grants(coord_t *c);

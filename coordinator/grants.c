@@ -8,7 +8,8 @@
  * UploadReady when its update is ready and the Update only on an UploadGrant. Grants go in
  * request order while fewer than upload_window are outstanding. A grant ends when the
  * client's Update has been handled (accepted or refused), when the client says Hello again,
- * or upload_grant_s after it was given (a late update is still taken). The next grant goes
+ * when its connection closes (guard.c sees it), or upload_grant_s after it was given (a
+ * late update is still taken). The next grant goes
  * out only once the handled Update's frames are freed (the poll loop pumps after each
  * message), or one more update would be in memory. Flow control is for honest clients: an
  * update sent without a grant is handled like any other, and what a misbehaving client can
@@ -90,9 +91,10 @@ void coord_upload_request(coord_t *c, size_t slot) {
     coord_pump_grants(c);
 }
 
-void coord_upload_done(coord_t *c, const char *id) {
+int coord_upload_done(coord_t *c, const char *id) {
     size_t slot = coord_slot(c, id);
-    if (slot == SIZE_MAX || c->grant_state[slot] == GRANT_NONE) return;
+    if (slot == SIZE_MAX || c->grant_state[slot] == GRANT_NONE) return 0;
     if (c->grant_state[slot] == GRANT_WAITING) s_waiting_add(c, -1);
     c->grant_state[slot] = GRANT_NONE; /* the next grant: coord_pump_grants, once the frames are freed */
+    return 1;
 }

@@ -12,7 +12,9 @@
  * ZeroMQ then drops the connection and everything it held for it, and the sender has to
  * connect again. An honest connection holds at most queue_messages whole messages and the
  * one being assembled, which `bound` allows for. The descriptors come from ZeroMQ's socket
- * monitor (accepted, closed). */
+ * monitor (accepted, closed). Knowing which client spoke on which connection, the guard
+ * also tells the coordinator when a client's connection closes (an upload grant it held
+ * is then given to the next client at once: grants.c). */
 #include "guard.h"
 
 #include <arpa/inet.h>
@@ -33,6 +35,7 @@
 typedef struct {
     int fd;
     uint64_t taken;            /* payload bytes taken by the poll loop, + S_PART_WIRE per part */
+    uint64_t last;             /* when its last message was taken (the guard's message count) */
     char peer[WIRE_MAX_ID + 1];
 } s_conn_t;
 
@@ -40,17 +43,19 @@ struct guard {
     void *monitor;             /* PAIR connected to the ROUTER's monitor */
     s_conn_t *conns;
     size_t n, cap;
-    uint64_t bound, cut;
+    uint64_t bound, cut, messages;
     double last_check;
+    guard_gone_fn *gone;
+    void *gone_ctx;
 };
 
-guard_t *guard_start(void *zctx, void *router, uint64_t bound, cc_err_t *err) {
+guard_t *guard_start(void *zctx, void *router, uint64_t bound, guard_gone_fn *gone, void *ctx, cc_err_t *err) {
     if (zmq_socket_monitor(router, S_ENDPOINT, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_DISCONNECTED) != 0) {
         cc_err_set(err, CC_ERR_IO, "connection guard: socket monitor: %s", zmq_strerror(errno));
         return NULL;
     }
     guard_t *g = cc_xcalloc(1, sizeof *g);
-    g->bound = bound;
+    g->bound = bound, g->gone = gone, g->gone_ctx = ctx;
     g->monitor = zmq_socket(zctx, ZMQ_PAIR);
     if (!g->monitor || zmq_connect(g->monitor, S_ENDPOINT) != 0) {
         cc_err_set(err, CC_ERR_IO, "connection guard: monitor connect: %s", zmq_strerror(errno));
@@ -85,6 +90,20 @@ static void s_forget(guard_t *g, int fd) {
     if (c) *c = g->conns[--g->n];
 }
 
+/* fd closed: if it was the connection its client last spoke on, tell g->gone. A client
+ * that reconnected and spoke on the new connection first is not gone. */
+static void s_closed(guard_t *g, int fd) {
+    s_conn_t *c = s_find(g, fd);
+    if (!c) return;
+    char peer[WIRE_MAX_ID + 1];
+    snprintf(peer, sizeof peer, "%s", c->peer);
+    int newer = 0;
+    for (size_t i = 0; i < g->n && peer[0]; i++)
+        newer |= g->conns[i].fd != fd && strcmp(g->conns[i].peer, peer) == 0 && g->conns[i].last > c->last;
+    s_forget(g, fd);
+    if (peer[0] && !newer && g->gone) g->gone(g->gone_ctx, peer);
+}
+
 static void s_add(guard_t *g, int fd) {
     s_forget(g, fd); /* a descriptor number ZeroMQ reuses starts afresh */
     if (g->n == g->cap) {
@@ -117,7 +136,7 @@ void guard_events(guard_t *g) {
             zmq_msg_close(&addr);
         }
         if (event == ZMQ_EVENT_ACCEPTED) s_add(g, (int)value);
-        else if (event == ZMQ_EVENT_CLOSED || event == ZMQ_EVENT_DISCONNECTED) s_forget(g, (int)value);
+        else if (event == ZMQ_EVENT_CLOSED || event == ZMQ_EVENT_DISCONNECTED) s_closed(g, (int)value);
     }
 }
 
@@ -125,6 +144,7 @@ void guard_taken(guard_t *g, int fd, const char *peer, uint64_t bytes, uint64_t 
     s_conn_t *c = fd >= 0 ? s_find(g, fd) : NULL;
     if (!c) return;
     c->taken += bytes + parts * S_PART_WIRE;
+    c->last = ++g->messages;
     if (peer && peer[0]) snprintf(c->peer, sizeof c->peer, "%s", peer);
 }
 

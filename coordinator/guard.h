@@ -8,9 +8,14 @@
 
 typedef struct guard guard_t;
 
+/* Called from guard_events when the connection a client's last message came from has
+ * closed (and none of its messages came on a newer one). */
+typedef void guard_gone_fn(void *ctx, const char *peer);
+
 /* Watches the connections of `router` (call before it binds): past `bound` bytes received
- * on a connection and not yet taken by the poll loop, the connection is cut. NULL on error. */
-guard_t *guard_start(void *zctx, void *router, uint64_t bound, cc_err_t *err);
+ * on a connection and not yet taken by the poll loop, the connection is cut. gone (may be
+ * NULL) hears of clients whose connection closed. NULL on error. */
+guard_t *guard_start(void *zctx, void *router, uint64_t bound, guard_gone_fn *gone, void *ctx, cc_err_t *err);
 void guard_stop(guard_t **g);
 /* The monitor socket, to poll for ZMQ_POLLIN; guard_events reads what it says. */
 void *guard_socket(guard_t *g);

@@ -430,6 +430,13 @@ static void s_check_fd_limit(size_t enrolled) {
                 (unsigned long long)need);
 }
 
+/* guard_gone_fn: a client's connection closed; an upload grant it held goes to the next. */
+static void s_client_gone(void *ctx, const char *peer) {
+    coord_t *c = ctx;
+    if (coord_upload_done(c, peer))
+        cc_log_info("upload_grant_released", "client=%s reason=\"its connection closed\"", peer);
+}
+
 /* Bytes of one update's tensor frames: Δ̃ (P floats), or its C + 1 per-class parts in
  * server and federation mode. */
 static double s_update_bytes(const coord_t *c) {
@@ -469,7 +476,7 @@ static int s_network(coord_t *c, const s_paths_t *p, cc_err_t *err) {
      * assembled, each at most an update (its frames and 64 KiB for the envelope: honest
      * envelopes are under 2 KiB), plus 8 MiB for the kernel's receive buffer. */
     uint64_t guard_bound = (uint64_t)((double)(hwm + 1) * (s_update_bytes(c) + (64 << 10))) + (8u << 20);
-    if (!(c->guard = guard_start(c->zctx, c->router, guard_bound, err))) return CC_ERR_IO;
+    if (!(c->guard = guard_start(c->zctx, c->router, guard_bound, s_client_gone, c, err))) return CC_ERR_IO;
     if (zmq_bind(c->router, bind) != 0)
         return cc_err_set(err, CC_ERR_IO, "[federation] bind %s: %s", bind, zmq_strerror(errno));
     cc_log_info("listening", "bind=%s curve=%d enrolled=%zu model_params=%zu rate_limit=%g burst=%g queue_messages=%d",

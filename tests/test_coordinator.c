@@ -3,7 +3,8 @@
  * with a Nack naming the reason and counted on the metrics endpoint, and the round still
  * completes with the honest updates; unenrolled keys and a wrong pinned coordinator key
  * get nowhere. With an upload window of one update, uploads wait for their grant in
- * request order, and a grant its client never uses expires after upload_grant_s. */
+ * request order; a grant its silent client never uses expires after upload_grant_s, and
+ * one whose client's connection closes goes to the next client at once. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -372,10 +373,9 @@ Test(coordinator, an_upload_grant_its_client_never_uses_expires_and_the_next_cli
     uint8_t digest[WIRE_DIGEST_BYTES];
     cr_assert_not(s_task_granted(&alice, digest));
     cr_assert_not(s_task_granted(&bob, digest));
-    /* Alice is granted the only slot, then dies without sending her update. */
+    /* Alice is granted the only slot, then goes silent (still connected) without sending. */
     s_upload_ready(&alice, 0);
     cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT);
-    zmq_close(alice.sock);
     s_upload_ready(&bob, 0);
     cr_assert_eq(s_recv(&bob, 300, NULL, NULL, NULL), 0, "bob waits while alice's grant lasts");
     cr_assert_eq(s_recv(&bob, 5000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT,
@@ -384,5 +384,36 @@ Test(coordinator, an_upload_grant_its_client_never_uses_expires_and_the_next_cli
     s_send_update(&bob, digest, zero);
     cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
     cr_expect_eq(s_metric("concord_upload_grants_expired_total "), 1);
+    zmq_close(alice.sock);
+    zmq_close(bob.sock);
+}
+
+static void setup_one_upload_long_grant(void) {
+    s_extra_ini = "upload_window_mb = 0\nupload_grant_s = 100\n";
+    setup();
+}
+
+Test(coordinator, the_upload_grant_of_a_client_whose_connection_closes_goes_to_the_next_at_once,
+     .init = setup_one_upload_long_grant, .fini = teardown, .timeout = 60) {
+    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
+    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
+    harness_hello(&alice, &s_coord_id);
+    harness_hello(&bob, &s_coord_id);
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    cr_assert_not(s_task_granted(&alice, digest));
+    cr_assert_not(s_task_granted(&bob, digest));
+    s_upload_ready(&alice, 0);
+    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT);
+    s_upload_ready(&bob, 0);
+    cr_assert_eq(s_recv(&bob, 300, NULL, NULL, NULL), 0, "bob waits while alice holds the grant");
+    /* Alice's process dies: her connection closes, and her grant with it, long before the
+     * 100 s of upload_grant_s. */
+    zmq_close(alice.sock);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT,
+                 "bob is granted as soon as alice's connection is gone");
+    cr_expect_eq(s_metric("concord_upload_grants_expired_total "), 0, "released, not expired");
+    float zero[P] = {0};
+    s_send_update(&bob, digest, zero);
+    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
     zmq_close(bob.sock);
 }

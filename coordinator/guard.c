@@ -18,6 +18,7 @@
 #include "guard.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -176,10 +177,9 @@ static void s_peer_address(int fd, char *out, size_t len) {
     snprintf(out, len, "%s:%u", ip, port);
 }
 
-int guard_check(guard_t *g, double now) {
-    if (now - g->last_check < 0.1) return 0;
+void guard_check(guard_t *g, double now) {
+    if (now - g->last_check < 0.1) return;
     g->last_check = now;
-    int cut = 0;
     for (size_t i = 0; i < g->n; i++) {
         s_conn_t *c = &g->conns[i];
         uint64_t received = s_received(c->fd);
@@ -193,9 +193,7 @@ int guard_check(guard_t *g, double now) {
         shutdown(c->fd, SHUT_RDWR); /* ZeroMQ sees the connection end and frees what it held */
         c->taken = received;        /* cut once; the closed event forgets it */
         __atomic_fetch_add(&g->cut, 1, __ATOMIC_RELAXED);
-        cut++;
     }
-    return cut;
 }
 
 uint64_t guard_cut_total(const guard_t *g) { return __atomic_load_n(&g->cut, __ATOMIC_RELAXED); }

@@ -23,8 +23,8 @@ void guard_events(guard_t *g);
 /* The poll loop took a message of `parts` parts and `bytes` bytes from descriptor fd, sent
  * by `peer` (its routing id: named in the log if the connection is cut). */
 void guard_taken(guard_t *g, int fd, const char *peer, uint64_t bytes, uint64_t parts);
-/* Checks every connection (at most every 0.1 s); returns how many it cut. */
-int guard_check(guard_t *g, double now);
+/* Checks every connection (at most every 0.1 s), cutting those over the bound. */
+void guard_check(guard_t *g, double now);
 uint64_t guard_cut_total(const guard_t *g);
 
 #endif

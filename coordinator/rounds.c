@@ -701,24 +701,16 @@ void coord_handle_message(coord_t *c, transport_msg_t *msg) {
         wire_in_clear(&in);
         return;
     }
-    switch (in.type) {
+    /* Every message but Hello belongs to a session its sender opened with a Hello. */
+    int in_session = in.type == CONCORD__MSG_TYPE__MSG_UPDATE || in.type == CONCORD__MSG_TYPE__MSG_STATS ||
+                     in.type == CONCORD__MSG_TYPE__MSG_UPLOAD_READY || in.type == CONCORD__MSG_TYPE__MSG_HEARTBEAT;
+    if (in_session && !cl->welcomed) s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
+    else switch (in.type) {
     case CONCORD__MSG_TYPE__MSG_HELLO: s_handle_hello(c, cl, &in); break;
-    case CONCORD__MSG_TYPE__MSG_UPDATE:
-        if (cl->welcomed) s_handle_update(c, cl, &in, msg);
-        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
-        break;
-    case CONCORD__MSG_TYPE__MSG_STATS:
-        if (cl->welcomed) coord_handle_stats(c, cl, &in, msg);
-        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
-        break;
-    case CONCORD__MSG_TYPE__MSG_UPLOAD_READY:
-        if (cl->welcomed) s_handle_upload_ready(c, cl, &in);
-        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
-        break;
-    case CONCORD__MSG_TYPE__MSG_HEARTBEAT:
-        if (cl->welcomed) s_handle_heartbeat(c, cl);
-        else s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
-        break;
+    case CONCORD__MSG_TYPE__MSG_UPDATE: s_handle_update(c, cl, &in, msg); break;
+    case CONCORD__MSG_TYPE__MSG_STATS: coord_handle_stats(c, cl, &in, msg); break;
+    case CONCORD__MSG_TYPE__MSG_UPLOAD_READY: s_handle_upload_ready(c, cl, &in); break;
+    case CONCORD__MSG_TYPE__MSG_HEARTBEAT: s_handle_heartbeat(c, cl); break;
     default: s_nack(c, cl->id, REJ_DECODE, "unexpected message type"); break;
     }
     wire_in_clear(&in);

@@ -323,15 +323,41 @@ static void setup_one_upload(void) {
     setup();
 }
 
+/* Alice and bob connect and get their round-0 tasks, which (one update fits) ask them to
+ * send UploadReady first; *digest is the task's model digest. */
+static void s_two_asked_to_wait(harness_client_t *alice, harness_client_t *bob, uint8_t digest[WIRE_DIGEST_BYTES]) {
+    *alice = s_connect(&s_alice, s_coord_id.curve_public);
+    *bob = s_connect(&s_bob, s_coord_id.curve_public);
+    harness_hello(alice, &s_coord_id);
+    harness_hello(bob, &s_coord_id);
+    cr_assert_not(s_task_granted(alice, digest), "two updates do not fit: the task asks for UploadReady");
+    cr_assert_not(s_task_granted(bob, digest));
+}
+
+/* Bob gets the grant alice held, within ms (why: how it came free), uploads and is
+ * acknowledged; `expired` grants have expired by then. Closes bob. */
+static void s_bob_takes_over(harness_client_t *bob, const uint8_t *digest, int ms, int expired, const char *why) {
+    cr_assert_eq(s_recv(bob, ms, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT, "%s", why);
+    cr_expect_eq(s_metric("concord_upload_grants_expired_total "), expired, "%s", why);
+    float zero[P] = {0};
+    s_send_update(bob, digest, zero);
+    cr_assert_eq(s_recv(bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
+    zmq_close(bob->sock);
+}
+
+/* Alice asks and gets the only grant; bob asks and waits. */
+static void s_alice_granted_bob_waits(harness_client_t *alice, harness_client_t *bob) {
+    s_upload_ready(alice, 0);
+    cr_assert_eq(s_recv(alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT, "alice's grant");
+    s_upload_ready(bob, 0);
+    cr_assert_eq(s_recv(bob, 300, NULL, NULL, NULL), 0, "bob waits while alice holds the grant");
+}
+
 Test(coordinator, upload_grants_let_one_update_in_flight_in_request_order, .init = setup_one_upload,
      .fini = teardown, .timeout = 60) {
-    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
-    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
-    harness_hello(&alice, &s_coord_id);
-    harness_hello(&bob, &s_coord_id);
-    uint8_t digest[WIRE_DIGEST_BYTES], digest_b[WIRE_DIGEST_BYTES];
-    cr_assert_not(s_task_granted(&alice, digest), "two updates do not fit: the task asks for UploadReady");
-    cr_assert_not(s_task_granted(&bob, digest_b));
+    harness_client_t alice, bob;
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    s_two_asked_to_wait(&alice, &bob, digest);
     float delta[P], zero[P] = {0};
     for (int i = 0; i < P; i++) delta[i] = 0.01f * (float)(i - 7);
 
@@ -366,26 +392,13 @@ static void setup_one_upload_short_grant(void) {
 
 Test(coordinator, an_upload_grant_its_client_never_uses_expires_and_the_next_client_is_granted,
      .init = setup_one_upload_short_grant, .fini = teardown, .timeout = 60) {
-    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
-    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
-    harness_hello(&alice, &s_coord_id);
-    harness_hello(&bob, &s_coord_id);
+    harness_client_t alice, bob;
     uint8_t digest[WIRE_DIGEST_BYTES];
-    cr_assert_not(s_task_granted(&alice, digest));
-    cr_assert_not(s_task_granted(&bob, digest));
+    s_two_asked_to_wait(&alice, &bob, digest);
     /* Alice is granted the only slot, then goes silent (still connected) without sending. */
-    s_upload_ready(&alice, 0);
-    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT);
-    s_upload_ready(&bob, 0);
-    cr_assert_eq(s_recv(&bob, 300, NULL, NULL, NULL), 0, "bob waits while alice's grant lasts");
-    cr_assert_eq(s_recv(&bob, 5000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT,
-                 "alice's grant expires after upload_grant_s and bob is granted");
-    float zero[P] = {0};
-    s_send_update(&bob, digest, zero);
-    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
-    cr_expect_eq(s_metric("concord_upload_grants_expired_total "), 1);
+    s_alice_granted_bob_waits(&alice, &bob);
+    s_bob_takes_over(&bob, digest, 5000, 1, "alice's grant expires after upload_grant_s and bob is granted");
     zmq_close(alice.sock);
-    zmq_close(bob.sock);
 }
 
 static void setup_one_upload_long_grant(void) {
@@ -395,25 +408,12 @@ static void setup_one_upload_long_grant(void) {
 
 Test(coordinator, the_upload_grant_of_a_client_whose_connection_closes_goes_to_the_next_at_once,
      .init = setup_one_upload_long_grant, .fini = teardown, .timeout = 60) {
-    harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
-    harness_client_t bob = s_connect(&s_bob, s_coord_id.curve_public);
-    harness_hello(&alice, &s_coord_id);
-    harness_hello(&bob, &s_coord_id);
+    harness_client_t alice, bob;
     uint8_t digest[WIRE_DIGEST_BYTES];
-    cr_assert_not(s_task_granted(&alice, digest));
-    cr_assert_not(s_task_granted(&bob, digest));
-    s_upload_ready(&alice, 0);
-    cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT);
-    s_upload_ready(&bob, 0);
-    cr_assert_eq(s_recv(&bob, 300, NULL, NULL, NULL), 0, "bob waits while alice holds the grant");
+    s_two_asked_to_wait(&alice, &bob, digest);
+    s_alice_granted_bob_waits(&alice, &bob);
     /* Alice's process dies: her connection closes, and her grant with it, long before the
      * 100 s of upload_grant_s. */
     zmq_close(alice.sock);
-    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_UPLOAD_GRANT,
-                 "bob is granted as soon as alice's connection is gone");
-    cr_expect_eq(s_metric("concord_upload_grants_expired_total "), 0, "released, not expired");
-    float zero[P] = {0};
-    s_send_update(&bob, digest, zero);
-    cr_assert_eq(s_recv(&bob, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK);
-    zmq_close(bob.sock);
+    s_bob_takes_over(&bob, digest, 3000, 0, "bob is granted as soon as alice's connection is gone, not by expiry");
 }

@@ -2,6 +2,7 @@
  * Hello, heartbeats, reconnect with exponential backoff, verification of every message
  * (signature by the pinned coordinator key, strictly increasing seq), and the persisted
  * sequence-number block that keeps seq increasing across restarts. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -208,6 +209,8 @@ static void s_handle_welcome(client_t *c, const wire_in_t *in) {
     }
     c->backoff = c->reconnect_min_s;
     client_set_state(c, CLIENT_READY);
+    if (transport_send_warmup(c->dealer, NULL, ZMQ_DONTWAIT) != 0) /* best effort: only memory's pace depends on it */
+        cc_log_debug("warmup_not_sent", "reason=\"%s\"", zmq_strerror(errno));
 }
 
 static void s_handle_reject(client_t *c, const wire_in_t *in) {
@@ -271,6 +274,7 @@ static void s_dispatch(client_t *c, const wire_in_t *in, transport_msg_t *msg) {
 }
 
 void client_handle_message(client_t *c, transport_msg_t *msg) {
+    if (msg->warmup_parts) return; /* a queue warm-up: it did its work by passing through */
     wire_in_t in;
     cc_err_t err = {0};
     memset(&in, 0, sizeof in);

@@ -103,6 +103,14 @@ int transport_send_zc(void *sock, const char *peer, const uint8_t *env, size_t e
     return s_send_frames(sock, peer, env, env_len, frames, n_frames, flags, release, hint);
 }
 
+int transport_send_warmup(void *sock, const char *peer, int flags) {
+    flags &= ~ZMQ_SNDMORE;
+    if (peer && zmq_send(sock, peer, strlen(peer), flags | ZMQ_SNDMORE) < 0) return -1;
+    for (int i = 1; i <= TRANSPORT_WARMUP_PARTS; i++)
+        if (zmq_send(sock, NULL, 0, flags | (i < TRANSPORT_WARMUP_PARTS ? ZMQ_SNDMORE : 0)) < 0) return -1;
+    return 0;
+}
+
 /* ---- receive ---- */
 
 void transport_msg_close(transport_msg_t *msg) {
@@ -133,13 +141,16 @@ static int s_more(void *sock) {
     return more;
 }
 
-/* TR-2: reads and discards the rest of the current message. */
-static void s_drain(void *sock) {
+/* TR-2: reads and discards the rest of the current message; returns the parts read. */
+static size_t s_drain(void *sock) {
+    size_t n = 0;
     while (s_more(sock)) {
         zmq_msg_t m;
-        if (s_recv_part(sock, &m, 0, 0) != 0) return;
+        if (s_recv_part(sock, &m, 0, 0) != 0) break;
         zmq_msg_close(&m);
+        n++;
     }
+    return n;
 }
 
 /* Routing id: printable ASCII, 1..WIRE_MAX_ID bytes, copied as a string. */
@@ -158,6 +169,7 @@ int transport_recv(void *sock, int is_router, transport_msg_t *msg, int flags) {
     memset(msg->peer, 0, sizeof msg->peer);
     memset(msg->user_id, 0, sizeof msg->user_id);
     msg->n_parts = 0;
+    msg->warmup_parts = 0;
     flags &= ZMQ_DONTWAIT;
     zmq_msg_t first;
     if (s_recv_part(sock, &first, flags, 1) != 0) return -1;
@@ -180,6 +192,10 @@ int transport_recv(void *sock, int is_router, transport_msg_t *msg, int flags) {
     msg->n_parts = 1;
     const char *uid = zmq_msg_gets(&msg->parts[0], "User-Id");
     if (uid && strlen(uid) <= WIRE_MAX_ID) snprintf(msg->user_id, sizeof msg->user_id, "%s", uid);
+    if (zmq_msg_size(&first) == 0) { /* a queue warm-up: nothing in it is read */
+        msg->warmup_parts = 1 + s_drain(sock);
+        return 0;
+    }
 
     while (s_more(sock)) {
         if (msg->n_parts == WIRE_MAX_TENSORS + 1) { /* one more part would be too many */

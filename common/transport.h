@@ -20,7 +20,19 @@ typedef struct {
     char user_id[WIRE_MAX_ID + 1];    /* ZAP User-Id of the connection (enrolled id) or "" */
     zmq_msg_t parts[WIRE_MAX_TENSORS + 2];
     size_t n_parts;                   /* envelope + frames (routing frame not counted) */
+    size_t warmup_parts;              /* a queue warm-up: its parts, read and dropped; else 0 */
 } transport_msg_t;
+
+/* A queue warm-up is a message whose first part is empty (every Concord message starts with
+ * a non-empty envelope) followed by empty parts, TRANSPORT_WARMUP_PARTS in all. ZeroMQ queues
+ * a connection's message parts in chunks of 256 and keeps a spare chunk once the first one
+ * has been used up, so each connection's queues reach their steady size only after 256 parts
+ * have passed. Both daemons send one warm-up when a session opens (Welcome), so that size is
+ * reached at enrolment rather than tens of rounds later, and a daemon's memory is flat from
+ * its first rounds: growth after that is a real leak, which the soak test can see. */
+#define TRANSPORT_WARMUP_PARTS 300
+/* Sends a queue warm-up to peer (NULL for DEALER). Returns 0 or -1 (errno). */
+int transport_send_warmup(void *sock, const char *peer, int flags) CC_WUR;
 
 /* Sends [peer] envelope frames...; peer NULL for DEALER. The envelope and the tensor frames
  * are copied, so the caller may free or change its buffers as soon as this returns (the
@@ -38,8 +50,10 @@ int transport_send_zc(void *sock, const char *peer, const uint8_t *env, size_t e
                       zmq_free_fn *release, void *hint) CC_WUR;
 
 /* Receives one whole multipart message (ZMQ_DONTWAIT if flags say so). A message with more
- * parts than WIRE_MAX_TENSORS + 1 is drained and refused (returns -2). Returns 0, -1 (no
- * message / errno), or -2 (refused). Release with transport_msg_close. */
+ * parts than WIRE_MAX_TENSORS + 1 is drained and refused (returns -2). A queue warm-up is
+ * drained and returned with n_parts 1 (its empty first part) and warmup_parts set: the caller
+ * drops it. Returns 0, -1 (no message / errno), or -2 (refused). Release with
+ * transport_msg_close. */
 int transport_recv(void *sock, int is_router, transport_msg_t *msg, int flags) CC_WUR;
 void transport_msg_close(transport_msg_t *msg);
 /* Receive a message and verify it with wire_open (frames = parts 1..n). The frame data

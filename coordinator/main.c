@@ -514,6 +514,7 @@ static void s_handle(coord_t *c, transport_msg_t *msg) {
                         key < c->n_clients ? c->clients[key].id : "-", msg->peer, (unsigned long long)dropped);
         return;
     }
+    if (msg->warmup_parts) return; /* a queue warm-up: it did its work by passing through */
     uint64_t answers = s_answers(c, key);
     coord_handle_message(c, msg);
     if (s_answers(c, key) > answers) ratelimit_refund(c->limiter, key);
@@ -528,7 +529,7 @@ static void s_guard_taken(coord_t *c, transport_msg_t *msg) {
     int fd = zmq_msg_get(&msg->parts[0], ZMQ_SRCFD);
     /* + the routing frame, though the ROUTER adds it itself: counting more than arrived
      * only makes the guard more lenient. */
-    guard_taken(c->guard, fd, msg->peer, bytes + WIRE_MAX_ID, msg->n_parts + 1);
+    guard_taken(c->guard, fd, msg->peer, bytes + WIRE_MAX_ID, msg->n_parts + msg->warmup_parts + 1);
 }
 
 static void s_loop(coord_t *c) {

@@ -5,6 +5,7 @@
  * before any handler sees it; a failure is a Nack with a reason, a log line and a counter,
  * and never touches the model. */
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -452,6 +453,8 @@ static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) 
     w.rounds = c->rounds;
     w.standardize = (char *)std_names[c->standardize];
     s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_WELCOME, &w.base, NULL, 0);
+    if (transport_send_warmup(c->router, cl->id, ZMQ_DONTWAIT) != 0) /* best effort: only memory's pace depends on it */
+        cc_log_debug("warmup_not_sent", "client=%s reason=\"%s\"", cl->id, zmq_strerror(errno));
     cc_log_info("client_welcomed", "client=%s n_train=%llu welcomed=%zu", cl->id, (unsigned long long)cl->n_train,
                 coord_clients_welcomed(c));
     /* A participant that (re)connects mid-round gets its task (again); an upload it was

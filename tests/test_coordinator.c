@@ -232,6 +232,7 @@ Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .i
     uint8_t *body = NULL;
     size_t len;
     cr_assert_eq(s_recv(&alice, 3000, &body, &len, params), CONCORD__MSG_TYPE__MSG_TASK, "round 0 task");
+    cr_assert_eq(alice.warmups, 1, "one queue warm-up follows the Welcome");
     Concord__Task *task = concord__task__unpack(NULL, len, body);
     uint8_t digest[WIRE_DIGEST_BYTES], wrong[WIRE_DIGEST_BYTES];
     memcpy(digest, task->model_digest.data, WIRE_DIGEST_BYTES);
@@ -286,6 +287,13 @@ Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .i
     cr_assert_eq(s_recv(&alice, 3000, NULL, NULL, NULL), CONCORD__MSG_TYPE__MSG_ACK, "honest update accepted");
     s_expect_nack(&alice, env, env_len, delta, "replay");
     free(env), free(b);
+
+    /* A queue warm-up from a client is dropped: no answer, not counted as a bad message. */
+    double undecodable = s_metric("concord_messages_rejected_total{reason=\"decode\"} ");
+    cr_assert_geq(undecodable, 0, "the decode counter is exported");
+    cr_assert_eq(transport_send_warmup(alice.sock, NULL, 0), 0);
+    cr_expect_eq(s_recv(&alice, 500, NULL, NULL, NULL), 0, "a warm-up gets no answer");
+    cr_expect_eq(s_metric("concord_messages_rejected_total{reason=\"decode\"} "), undecodable);
 
     /* An unenrolled key, and a client pinning the wrong coordinator key, get no answer. */
     harness_client_t mallory = s_connect(&s_mallory, s_coord_id.curve_public);

@@ -348,6 +348,37 @@ Test(transport, too_many_parts_drained_and_refused) {
     s_pair_fini(&p);
 }
 
+/* A queue warm-up arrives whole in both directions, flagged and with its parts counted, and
+ * the message after it starts at its own boundary. */
+Test(transport, queue_warmup_is_read_whole_and_flagged_both_ways) {
+    s_pair_t p;
+    s_pair(&p, "d1");
+    transport_msg_t msg;
+    cr_assert_eq(transport_send_warmup(p.dealer, NULL, 0), 0);
+    s_send_parts(p.dealer, 2);
+    cr_assert_eq(s_recv_wait(p.router, 1, &msg), 0);
+    cr_assert_str_eq(msg.peer, "d1");
+    cr_assert_eq(msg.warmup_parts, TRANSPORT_WARMUP_PARTS);
+    cr_assert_eq(msg.n_parts, 1);
+    transport_msg_close(&msg);
+    cr_assert_eq(s_recv_wait(p.router, 1, &msg), 0);
+    cr_assert_eq(msg.warmup_parts, 0);
+    cr_assert_eq(msg.n_parts, 2);
+    transport_msg_close(&msg);
+
+    cr_assert_eq(transport_send_warmup(p.router, "d1", 0), 0);
+    cr_assert_eq(zmq_send(p.router, "d1", 2, ZMQ_SNDMORE), 2);
+    s_send_parts(p.router, 3);
+    cr_assert_eq(s_recv_wait(p.dealer, 0, &msg), 0);
+    cr_assert_eq(msg.warmup_parts, TRANSPORT_WARMUP_PARTS);
+    transport_msg_close(&msg);
+    cr_assert_eq(s_recv_wait(p.dealer, 0, &msg), 0);
+    cr_assert_eq(msg.warmup_parts, 0);
+    cr_assert_eq(msg.n_parts, 3);
+    transport_msg_close(&msg);
+    s_pair_fini(&p);
+}
+
 Test(transport, bad_routing_ids_refused) {
     transport_msg_t msg;
     /* no routing id: ROUTER makes up a binary one (leading 0 byte) */

@@ -736,6 +736,7 @@ static int s_lc_message(s_lg_t *g, size_t idx, transport_msg_t *msg) {
     const uint8_t *body;
     size_t body_len;
     Concord__Envelope *e = NULL;
+    if (msg->warmup_parts) return 0; /* a queue warm-up: dropped, as a client does */
     /* With --trust-tasks only the envelope of a Task is decoded (no hash of θ): the load
      * generator then costs the machine almost nothing; everything else is verified. */
     if (g->trust_tasks && (e = concord__envelope__unpack(NULL, zmq_msg_size(&msg->parts[0]),

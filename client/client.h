@@ -46,6 +46,7 @@ typedef struct {
     client_state_t state;
     uint64_t seq, seq_reserved; /* hi-lo: seq never reused across restarts */
     uint64_t coord_seq;         /* last coordinator seq seen in this session */
+    int warmups_sent;           /* queue warm-ups sent in this session (common/transport.h) */
     double last_recv, last_heartbeat, next_connect, backoff;
     uint64_t last_round;        /* last round an update was sent for (persisted) */
     /* The last task answered since the last Hello: the same task again (the coordinator

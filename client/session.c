@@ -128,6 +128,7 @@ int client_connect(client_t *c) {
         return -1;
     }
     c->coord_seq = 0;
+    c->warmups_sent = 0;
     c->last_recv = c->last_heartbeat = cc_now();
     s_send_hello(c);
     client_set_state(c, CLIENT_HELLO_SENT);
@@ -209,7 +210,15 @@ static void s_handle_welcome(client_t *c, const wire_in_t *in) {
     }
     c->backoff = c->reconnect_min_s;
     client_set_state(c, CLIENT_READY);
-    if (transport_send_warmup(c->dealer, NULL, ZMQ_DONTWAIT) != 0) /* best effort: only memory's pace depends on it */
+}
+
+/* The client's part of the queue warm-up exchange (common/transport.h): each warm-up from the
+ * coordinator is answered until two were sent in this session. Best effort: only the pace at
+ * which memory reaches its steady size depends on it. */
+static void s_warmup_received(client_t *c) {
+    if (c->warmups_sent >= 2) return;
+    c->warmups_sent++;
+    if (transport_send_warmup(c->dealer, NULL, ZMQ_DONTWAIT) != 0)
         cc_log_debug("warmup_not_sent", "reason=\"%s\"", zmq_strerror(errno));
 }
 
@@ -274,7 +283,10 @@ static void s_dispatch(client_t *c, const wire_in_t *in, transport_msg_t *msg) {
 }
 
 void client_handle_message(client_t *c, transport_msg_t *msg) {
-    if (msg->warmup_parts) return; /* a queue warm-up: it did its work by passing through */
+    if (msg->warmup_parts) { /* a queue warm-up: it did its work by passing through */
+        s_warmup_received(c);
+        return;
+    }
     wire_in_t in;
     cc_err_t err = {0};
     memset(&in, 0, sizeof in);

@@ -25,11 +25,16 @@ typedef struct {
 
 /* A queue warm-up is a message whose first part is empty (every Concord message starts with
  * a non-empty envelope) followed by empty parts, TRANSPORT_WARMUP_PARTS in all. ZeroMQ queues
- * a connection's message parts in chunks of 256 and keeps a spare chunk once the first one
- * has been used up, so each connection's queues reach their steady size only after 256 parts
- * have passed. Both daemons send one warm-up when a session opens (Welcome), so that size is
- * reached at enrolment rather than tens of rounds later, and a daemon's memory is flat from
- * its first rounds: growth after that is a real leak, which the soak test can see. */
+ * a connection's message parts in chunks of 256 parts (16 KiB, whose pages become resident
+ * as parts are written into them) and keeps one spare chunk once the first has been read
+ * through. At about 12 parts per round, a connection's queues would take some 40 rounds to
+ * reach that steady size and have every page of it touched. Instead, when a session opens,
+ * coordinator and client exchange warm-ups: the coordinator sends one after its Welcome and
+ * each side answers a warm-up it receives with one of its own until it has sent two. Each is
+ * sent only after the peer has read the previous one, so a queue is written through both of
+ * its chunks at the reader's pace (a burst would have ZeroMQ allocate a third, fresh chunk).
+ * A daemon's memory is then flat from its first rounds: growth after that is a real leak,
+ * which the soak test can see. */
 #define TRANSPORT_WARMUP_PARTS 300
 /* Sends a queue warm-up to peer (NULL for DEALER). Returns 0 or -1 (errno). */
 int transport_send_warmup(void *sock, const char *peer, int flags) CC_WUR;

@@ -50,6 +50,7 @@ typedef enum {
 typedef struct {
     char id[WIRE_MAX_ID + 1];
     int welcomed;              /* said Hello in this process's lifetime and fits the model */
+    int warmups_sent;          /* queue warm-ups sent since its last Hello (common/transport.h) */
     uint64_t last_seq;         /* highest accepted envelope seq (replay protection) */
     double last_seen;          /* monotonic seconds */
     uint64_t n_train, n_val, n_test;
@@ -192,6 +193,9 @@ typedef struct {
 /* rounds.c */
 void coord_set_state(coord_t *c, coord_state_t s);
 void coord_handle_message(coord_t *c, transport_msg_t *msg);
+/* A queue warm-up came from client index `client` (n_clients: not an enrolled client):
+ * answered with one of ours while the exchange lasts (common/transport.h). */
+void coord_warmup_received(coord_t *c, size_t client);
 /* Group commit: Acks the updates a finished journal sync covered, and hands the ones
  * accepted since to the syncer thread (one fdatasync for all of them; syncer.h). */
 void coord_flush_acks(coord_t *c);

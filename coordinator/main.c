@@ -514,7 +514,10 @@ static void s_handle(coord_t *c, transport_msg_t *msg) {
                         key < c->n_clients ? c->clients[key].id : "-", msg->peer, (unsigned long long)dropped);
         return;
     }
-    if (msg->warmup_parts) return; /* a queue warm-up: it did its work by passing through */
+    if (msg->warmup_parts) { /* a queue warm-up: it did its work by passing through */
+        coord_warmup_received(c, key);
+        return;
+    }
     uint64_t answers = s_answers(c, key);
     coord_handle_message(c, msg);
     if (s_answers(c, key) > answers) ratelimit_refund(c->limiter, key);

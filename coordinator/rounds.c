@@ -414,6 +414,7 @@ static int s_hello_fits(const coord_t *c, const Concord__Hello *h, char *reason,
 
 static void s_register(coord_client_t *cl, const Concord__Hello *h, int n_inputs) {
     cl->welcomed = 1;
+    cl->warmups_sent = 0;
     cl->n_train = h->n_train, cl->n_val = h->n_val, cl->n_test = h->n_test;
     free(cl->class_counts);
     cl->n_class_counts = h->n_class_counts;
@@ -427,6 +428,19 @@ static void s_register(coord_client_t *cl, const Concord__Hello *h, int n_inputs
         memcpy(cl->stats->sum, st->sum, st->n_sum * sizeof(double));
         memcpy(cl->stats->sumsq, st->sumsq, st->n_sumsq * sizeof(double));
     }
+}
+
+/* The coordinator's part of the queue warm-up exchange (common/transport.h): at most two per
+ * session. Best effort: only the pace at which memory reaches its steady size depends on it. */
+static void s_send_warmup(coord_t *c, coord_client_t *cl) {
+    if (cl->warmups_sent >= 2) return;
+    cl->warmups_sent++;
+    if (transport_send_warmup(c->router, cl->id, ZMQ_DONTWAIT) != 0)
+        cc_log_debug("warmup_not_sent", "client=%s reason=\"%s\"", cl->id, zmq_strerror(errno));
+}
+
+void coord_warmup_received(coord_t *c, size_t client) {
+    if (client < c->n_clients && c->clients[client].welcomed) s_send_warmup(c, &c->clients[client]);
 }
 
 static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) {
@@ -453,8 +467,7 @@ static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) 
     w.rounds = c->rounds;
     w.standardize = (char *)std_names[c->standardize];
     s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_WELCOME, &w.base, NULL, 0);
-    if (transport_send_warmup(c->router, cl->id, ZMQ_DONTWAIT) != 0) /* best effort: only memory's pace depends on it */
-        cc_log_debug("warmup_not_sent", "client=%s reason=\"%s\"", cl->id, zmq_strerror(errno));
+    s_send_warmup(c, cl);
     cc_log_info("client_welcomed", "client=%s n_train=%llu welcomed=%zu", cl->id, (unsigned long long)cl->n_train,
                 coord_clients_welcomed(c));
     /* A participant that (re)connects mid-round gets its task (again); an upload it was

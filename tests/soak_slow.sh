@@ -4,9 +4,10 @@
 # Fails unless every round closed with all 30 hospitals, no update was lost (every update a
 # client logged as sent was acknowledged, accepted by the coordinator and is in the round's
 # history), and RSS stayed flat over rounds 100..200: the coordinator grew < 0.25 MiB, every
-# client < 0.5 MiB (measured: < 0.1 and at most 0.17). Why that window: the first 60-90
-# rounds are warm-up (ZeroMQ allocates one more 16 KiB queue chunk per connection and
-# direction after 256 messages, glibc's arenas settle), bounded and then exactly flat (docs/benchmarks.md, "Load and soak"). A leak of one model
+# client < 0.5 MiB (measured: < 0.1 and at most 0.17). Why that window: ZeroMQ's queues
+# reach their steady size at enrolment (the warm-up exchange, common/transport.h), but
+# glibc's arenas still settle slowly over the first rounds (+0.6 MiB from round 5 to 200 in
+# one run, most of it before round 100; docs/benchmarks.md, "Load and soak"). A leak of one model
 # copy (14 KiB) per round adds 1.4 MiB over those 100 rounds and fails the test (checked with
 # such a leak patched into the coordinator).
 # About 25-40 s on 2 cores. Labelled slow: skipped in the sanitizer pass.

@@ -11,8 +11,8 @@
 # growth < 1 MiB, every client < 0.5 MiB. (Dirichlet(0.5) cannot give 100 hospitals 5 rows
 # each out of 3,600: concord-data refuses it; alpha 1 is the smallest that can.)
 # --fedavg: plain FedAvg instead of --all.
-# --long:   200 rounds, flatness judged on rounds 100..200 (< 0.25 MiB each): the first
-#           ~100 rounds are the allocator's and ZeroMQ's warm-up (docs/benchmarks.md).
+# --long:   200 rounds, flatness judged on rounds 100..200 (< 0.25 MiB each), the window
+#           where glibc's arenas have long settled (docs/benchmarks.md); 5..20 is reported too.
 # Checks every round closed with every hospital, and that no update was lost (sent = acked
 # = accepted = in history). Exit 1 when a check fails.
 #

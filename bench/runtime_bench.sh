@@ -256,9 +256,11 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
         extra.append("fedavg K=%d P=%s: from memory %.2f ms (%.0f%%), from the journal %.2f ms (%.0f%%, the coordinator's path), from the journal on 1 thread %.2f ms (%.0f%%), model digest %.2f ms" % tuple(
             [j["clients"], f"{j['params']:,}"] + [x for k in ("memory", "journal", "journal_1thread") for x in (fa[k]["seconds"] * 1e3, 100 * fa[k]["fraction_of_bandwidth"])] + [j["digest_s"] * 1e3]))
     else:
-        fc = j["fedce"]
-        extra.append("fedce K=%d P=%s: last update's Gram row %.2f ms, weights %.3f ms, weighted sum %.2f ms, model digest %.2f ms; the other K-1 Gram rows at ingest %.2f ms in all; whole Gram matrix by ssyrk (the previous close) %.2f ms" % (
-            j["clients"], f"{j['params']:,}", fc["last_gram_row_s"] * 1e3, fc["weights_s"] * 1e3, fc["weighted_sum_s"] * 1e3,
+        fc = j["fedce"]; sr = fc["serial"]
+        extra.append("fedce K=%d P=%s: close from the end of the last update's hash %.2f ms = %.2fx one pass, paired %.2fx (wait for its Gram row %.2f ms, weights %.3f ms, weighted sum %.2f ms); before, with the row after the hash: %.2f ms = %.2fx, paired %.2fx (row %.2f ms); the row alone (1 worker thread) %.2f ms, the hash alone %.2f ms, beside the row %.2f ms; model digest %.2f ms; the other K-1 Gram rows at ingest %.2f ms in all; whole Gram matrix by ssyrk (the first design) %.2f ms" % (
+            j["clients"], f"{j['params']:,}", agg * 1e3, fc["passes"], fc["paired_passes"], fc["row_wait_s"] * 1e3,
+            fc["weights_s"] * 1e3, fc["weighted_sum_s"] * 1e3, sr["aggregation_s"] * 1e3, sr["passes"], sr["paired_passes"],
+            sr["last_gram_row_s"] * 1e3, fc["last_gram_row_s"] * 1e3, fc["last_hash_s"] * 1e3, fc["hash_beside_row_s"] * 1e3,
             j["digest_s"] * 1e3, fc["ingest_gram_rows_s"] * 1e3, fc["ssyrk_gram_s"] * 1e3))
 print()
 for e in extra:

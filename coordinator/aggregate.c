@@ -6,12 +6,32 @@
  * FedAvg streams the journaled updates into a copy of θ_t, block by block (θ_t in the task
  * snapshot, the new θ and a 256 KiB buffer per thread: 2P floats).
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
- * order). Its Gram matrix G = U Uᵀ is built as the updates arrive (coord_gram_add) and
- * gives every cos_k from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without
- * ever forming S − c_k Δ_k; the close then reads U once, for Σ_k w_k Δ_k. θ changes only
- * after everything was read. */
+ * order). Its Gram matrix G = U Uᵀ is built as the updates arrive and gives every cos_k
+ * from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
+ * S − c_k Δ_k. An update's row of G (⟨Δ_new, Δ_j⟩ for every update accepted before it, and
+ * ⟨Δ_new, Δ_new⟩) costs one pass over those rows of U, and is computed while the update is
+ * verified rather than after:
+ *
+ *   poll loop (rounds.c)                         worker thread (one per update)
+ *   a plain update of P floats arrives from a
+ *   participant whose update is not in yet
+ *   coord_gram_early_start ──────────────────►  copy the frame into the sender's row of U,
+ *   transport_open (BLAKE2b of the frame,        fedce_dots against the rows accepted so far
+ *   Ed25519, finiteness), protocol checks,       and itself (1 thread)
+ *   norm bound, journal
+ *   accepted: coord_gram_accept ── join ──►  write the row's entries of G
+ *   rejected: coord_gram_early_end ─ join ─►  drop the dots (the row of U is garbage, but
+ *                                              no row is read before its update is accepted)
+ *
+ * So when the last update is verified only the weights and one more pass over U, for
+ * Σ_k w_k Δ_k, remain (plus whatever of its row the verification did not hide). A replayed
+ * journal, a per-class update (several vectors) or a failed thread start take the serial
+ * path (coord_gram_add after the copy); fedce_dots and fedce_dots_mt compute every entry in
+ * the same fixed order, so G is the same bits on every path and in every arrival order, and
+ * a run stays reproducible. θ changes only after everything was read. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,23 +66,101 @@ static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *o
     return journal_read(c->journal, &u->rec, from, out, c->P * sizeof(float), err);
 }
 
-/* FedCE: ⟨Δ_new, Δ_j⟩ of an update just accepted (its row of U filled, itself counted in
- * n_updates) with every update of the round so far, itself included: one pass over their
- * rows. The round's Gram matrix is thus complete when the last update arrives, and the
- * close only reads U once more, for the weighted sum. fedce_dots makes each entry the same
- * bits whatever order the updates arrived in, so a run stays reproducible. */
+/* The rows of U of the n_updates updates accepted so far (rows, slots: n_updates each). */
+static void s_accepted_rows(const coord_t *c, const float **rows, size_t *slots) {
+    for (size_t k = 0; k < c->n_updates; k++) {
+        slots[k] = c->updates[k].slot;
+        rows[k] = c->U + slots[k] * c->P;
+    }
+}
+
+/* G's entries of slot's row: dots[k] = ⟨Δ_slot, Δ_slots[k]⟩ (k < n, slot itself among them). */
+static void s_gram_put(coord_t *c, size_t slot, const size_t *slots, const double *dots, size_t n) {
+    size_t N = c->n_clients;
+    for (size_t k = 0; k < n; k++) c->gram[slot * N + slots[k]] = c->gram[slots[k] * N + slot] = (float)dots[k];
+}
+
+/* FedCE, serial: ⟨Δ_new, Δ_j⟩ of an update just accepted (its row of U filled, itself
+ * counted in n_updates) with every update of the round so far, itself included: one pass
+ * over their rows. fedce_dots makes each entry the same bits whatever order the updates
+ * arrived in, so a run stays reproducible. */
 void coord_gram_add(coord_t *c, size_t slot) {
     if (!c->U || !c->gram || slot >= c->n_clients) return;
-    size_t n = c->n_updates, N = c->n_clients;
+    size_t n = c->n_updates;
     const float **rows = cc_xcalloc(n + 1, sizeof *rows);
+    size_t *slots = cc_xcalloc(n + 1, sizeof *slots);
     double *dots = cc_xcalloc(n + 1, sizeof *dots);
-    for (size_t k = 0; k < n; k++) rows[k] = c->U + c->updates[k].slot * c->P;
+    s_accepted_rows(c, rows, slots);
     fedce_dots_mt(dots, rows, n, c->U + slot * c->P, c->P, c->agg_threads);
-    for (size_t k = 0; k < n; k++) {
-        size_t j = c->updates[k].slot;
-        c->gram[slot * N + j] = c->gram[j * N + slot] = (float)dots[k];
+    s_gram_put(c, slot, slots, dots, n);
+    free(rows), free(slots), free(dots);
+}
+
+/* An update's Gram row in the making (the layout at the top of the file). The worker owns
+ * row and dots until joined; the poll loop writes neither, nor any row listed in rows. */
+struct coord_gram_early {
+    pthread_t thread;
+    size_t slot;       /* the sender's participant slot */
+    size_t n;          /* rows: the n − 1 updates accepted at the start, then slot's own */
+    const float **rows; /* (n) */
+    size_t *slots;     /* (n) */
+    double *dots;      /* (n) */
+    float *row;        /* (P) U's row of slot: the worker copies the frame into it */
+    const void *frame; /* (P floats, any alignment) the received bytes, borrowed */
+    size_t P;
+};
+
+static void *s_early_run(void *arg) {
+    coord_gram_early_t *e = arg;
+    memcpy(e->row, e->frame, e->P * sizeof(float));
+    fedce_dots(e->dots, e->rows, e->n, e->row, e->P);
+    return NULL;
+}
+
+static void s_early_free(coord_gram_early_t *e) {
+    free(e->rows), free(e->slots), free(e->dots), free(e);
+}
+
+coord_gram_early_t *coord_gram_early_start(coord_t *c, size_t slot, const void *frame) {
+    if (!c->U || !c->gram || slot >= c->n_clients) return NULL;
+    coord_gram_early_t *e = cc_xcalloc(1, sizeof *e);
+    e->slot = slot, e->n = c->n_updates + 1, e->P = c->P, e->frame = frame;
+    e->row = c->U + slot * c->P;
+    e->rows = cc_xcalloc(e->n, sizeof *e->rows);
+    e->slots = cc_xcalloc(e->n, sizeof *e->slots);
+    e->dots = cc_xcalloc(e->n, sizeof *e->dots);
+    s_accepted_rows(c, e->rows, e->slots);
+    e->rows[e->n - 1] = e->row, e->slots[e->n - 1] = slot;
+    if (pthread_create(&e->thread, NULL, s_early_run, e) != 0) { /* the serial path will do */
+        s_early_free(e);
+        return NULL;
     }
-    free(rows), free(dots);
+    return e;
+}
+
+void coord_gram_early_end(coord_gram_early_t **e) {
+    if (!e || !*e) return;
+    pthread_join((*e)->thread, NULL);
+    s_early_free(*e);
+    *e = NULL;
+}
+
+int coord_gram_accept(coord_t *c, size_t slot, const void *delta, coord_gram_early_t **early) {
+    coord_gram_early_t *e = *early;
+    *early = NULL;
+    if (e) pthread_join(e->thread, NULL); /* before anything touches U */
+    /* The early row is this update's if it was started on these very bytes for this slot,
+     * and this update is the only one accepted since. */
+    int ours = e && e->slot == slot && e->frame == delta && e->n == c->n_updates &&
+               c->updates[c->n_updates - 1].slot == slot;
+    if (ours) {
+        s_gram_put(c, slot, e->slots, e->dots, e->n);
+    } else if (c->U && slot < c->n_clients) {
+        memcpy(c->U + slot * c->P, delta, c->P * sizeof(float));
+        coord_gram_add(c, slot);
+    }
+    if (e) s_early_free(e);
+    return ours;
 }
 
 /* cos_k of §6.1 for every update from the round's Gram matrix. */

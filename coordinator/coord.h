@@ -244,8 +244,26 @@ void coord_snapshot_refresh(coord_t *c);
 /* Makes theta (malloc'ed, P floats) the new θ; the old one is freed, or left to the
  * snapshot that froze it. */
 void coord_params_replace(coord_t *c, float *theta);
-/* FedCE: adds the Gram-matrix row of the update just accepted into slot (aggregate.c). */
+/* FedCE's Gram matrix, a row per accepted update (aggregate.c, whose top comment draws the
+ * flow). add: the serial path, for the update just accepted into slot (counted in
+ * n_updates, its row of U filled), e.g. at a journal replay. */
 void coord_gram_add(coord_t *c, size_t slot);
+/* early_start: starts a worker thread that copies frame (P floats, any alignment, which
+ * must stay valid and unchanged until the end) into slot's row of U and computes its dots
+ * with the rows of the updates accepted so far; slot must have no accepted update, and
+ * until the end nothing may write U or accept another update. NULL when FedCE is off or
+ * the thread cannot start (the serial path then does the work). */
+typedef struct coord_gram_early coord_gram_early_t;
+coord_gram_early_t *coord_gram_early_start(coord_t *c, size_t slot, const void *frame);
+/* end: the message was not accepted as slot's update: joins the worker and drops its dots
+ * (slot's row of U holds the frame, unread until an update of slot is accepted). *e NULL
+ * allowed; sets *e = NULL. */
+void coord_gram_early_end(coord_gram_early_t **e);
+/* accept: the update just accepted into slot (counted in n_updates), Δ̃ = delta (P floats,
+ * any alignment): fills its row of U and its Gram entries, from *early if that was started
+ * on these bytes for this slot (returns 1), else serially (0). Consumes *early (NULL
+ * allowed), sets it NULL. */
+int coord_gram_accept(coord_t *c, size_t slot, const void *delta, coord_gram_early_t **early);
 /* At exit: drops the snapshot and frees θ. */
 void coord_params_free(coord_t *c);
 size_t coord_slot(const coord_t *c, const char *id);   /* participant slot or SIZE_MAX */

@@ -570,10 +570,11 @@ static void s_fill_update(coord_update_t *rec, const coord_t *c, const char *id,
  * alignment) is what the journal keeps: Δ̃_k, or every per-class part in federation mode;
  * delta (any alignment) is Δ̃_k as aggregated. delta_digest, when not NULL, is delta's
  * BLAKE2b-256 already verified by transport_open (a plain update is its own frame), so the
- * update is not hashed again for the ledger. */
+ * update is not hashed again for the ledger. *early: FedCE's Gram row of the update, begun
+ * while it was verified (consumed if the update is accepted). */
 static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Update *u, const void *vectors,
                             size_t n_vec, const void *delta, const uint8_t *delta_digest, double norm,
-                            uint64_t bytes) {
+                            uint64_t bytes, coord_gram_early_t **early) {
     coord_update_t *rec = &c->updates[c->n_updates];
     cc_err_t err = {0};
     s_fill_update(rec, c, cl->id, u, norm);
@@ -591,14 +592,13 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
         c->stop = 2;
         return;
     }
-    if (c->U) memcpy(c->U + rec->slot * c->P, delta, c->P * sizeof(float));
     if (c->keep_updates) coord_archive_update(c, cl->id, delta);
     c->n_updates++;
-    coord_gram_add(c, rec->slot);
+    int early_row = coord_gram_accept(c, rec->slot, delta, early); /* FedCE: its rows of U and of the Gram matrix */
     COUNT(c->accepted_updates); /* its Ack leaves with the next group commit (coord_flush_acks) */
-    cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu",
+    cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu%s",
                 (unsigned long long)c->round, cl->id, (unsigned long long)u->n_samples, norm, c->n_updates,
-                c->n_participants);
+                c->n_participants, !c->U ? "" : early_row ? " gram_row=early" : " gram_row=serial");
 }
 
 static uint64_t s_message_bytes(const transport_msg_t *msg) {
@@ -607,7 +607,8 @@ static uint64_t s_message_bytes(const transport_msg_t *msg) {
     return bytes;
 }
 
-static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg) {
+static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg,
+                            coord_gram_early_t **early) {
     Concord__Update *u = concord__update__unpack(NULL, in->body_len, in->body);
     char reason[256];
     if (!u) {
@@ -640,7 +641,7 @@ static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in,
     }
     if (kind >= 0) s_nack(c, cl->id, (coord_reject_t)kind, reason);
     else s_accept_update(c, cl, u, journal_bytes, c->per_class == 3 ? n_vec : 1, delta_bytes,
-                         n_vec == 1 ? wire_in_digest(in, 0) : NULL, norm, s_message_bytes(msg));
+                         n_vec == 1 ? wire_in_digest(in, 0) : NULL, norm, s_message_bytes(msg), early);
     free(vec);
     free(delta);
     concord__update__free_unpacked(u, NULL);
@@ -707,27 +708,43 @@ static coord_client_t *s_authenticate(coord_t *c, transport_msg_t *msg, wire_in_
     return cl;
 }
 
+/* FedCE: what may be a plain update from a participant whose update is not in yet (two
+ * parts, the second exactly P floats, from a routing id that is a welcomed participant and,
+ * under CURVE, holds that participant's key) gets its Gram row started on a worker thread
+ * before it is verified (aggregate.c). Nothing here is trusted: verification still requires
+ * the routing id to be the signed sender, and only an accepted update's row is kept. */
+static coord_gram_early_t *s_gram_early_start(coord_t *c, transport_msg_t *msg) {
+    if (!c->U || s_expected_vectors(c) != 1 || (c->state != COORD_TRAINING && c->state != COORD_EXTENDED)) return NULL;
+    if (msg->n_parts != 2 || zmq_msg_size(&msg->parts[1]) != c->P * sizeof(float)) return NULL;
+    if (c->curve && strcmp(msg->user_id, msg->peer) != 0) return NULL;
+    coord_client_t *cl = coord_client_find(c, msg->peer);
+    size_t slot = coord_slot(c, msg->peer);
+    if (!cl || !cl->welcomed || slot == SIZE_MAX || s_has_update(c, msg->peer)) return NULL;
+    return coord_gram_early_start(c, slot, zmq_msg_data(&msg->parts[1]));
+}
+
 void coord_handle_message(coord_t *c, transport_msg_t *msg) {
     COUNT(c->msgs_in);
     for (size_t i = 0; i < msg->n_parts; i++) c->bytes_in += zmq_msg_size(&msg->parts[i]);
+    coord_gram_early_t *early = s_gram_early_start(c, msg);
     wire_in_t in;
     memset(&in, 0, sizeof in);
     coord_client_t *cl = s_authenticate(c, msg, &in);
-    if (!cl) {
-        wire_in_clear(&in);
-        return;
-    }
     /* Every message but Hello belongs to a session its sender opened with a Hello. */
     int in_session = in.type == CONCORD__MSG_TYPE__MSG_UPDATE || in.type == CONCORD__MSG_TYPE__MSG_STATS ||
                      in.type == CONCORD__MSG_TYPE__MSG_UPLOAD_READY || in.type == CONCORD__MSG_TYPE__MSG_HEARTBEAT;
-    if (in_session && !cl->welcomed) s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
-    else switch (in.type) {
+    if (!cl) {
+        /* refused by s_authenticate */
+    } else if (in_session && !cl->welcomed) {
+        s_nack(c, cl->id, REJ_OTHER, "unknown session: send Hello first");
+    } else switch (in.type) {
     case CONCORD__MSG_TYPE__MSG_HELLO: s_handle_hello(c, cl, &in); break;
-    case CONCORD__MSG_TYPE__MSG_UPDATE: s_handle_update(c, cl, &in, msg); break;
+    case CONCORD__MSG_TYPE__MSG_UPDATE: s_handle_update(c, cl, &in, msg, &early); break;
     case CONCORD__MSG_TYPE__MSG_STATS: coord_handle_stats(c, cl, &in, msg); break;
     case CONCORD__MSG_TYPE__MSG_UPLOAD_READY: s_handle_upload_ready(c, cl, &in); break;
     case CONCORD__MSG_TYPE__MSG_HEARTBEAT: s_handle_heartbeat(c, cl); break;
     default: s_nack(c, cl->id, REJ_DECODE, "unexpected message type"); break;
     }
+    coord_gram_early_end(&early); /* not accepted as an update: its row is dropped */
     wire_in_clear(&in);
 }

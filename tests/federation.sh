@@ -4,7 +4,8 @@
 #  A. 3 clients x 3 rounds: every round in history.jsonl, the global loss decreases.
 #  B. kill -9 of the coordinator mid-round, restart: the run completes and the final model
 #     is bit-identical to an uninterrupted run with the same seed (also with every upload
-#     waiting for its grant).
+#     waiting for its grant, and with plain FedCE, whose Gram rows the restart rebuilds
+#     serially where the uninterrupted run computed them while each update was verified).
 #  C. kill -9 of one client mid-round: the round closes at its deadline with the others
 #     (quorum); the client restarts and rejoins a later round.
 set -euo pipefail
@@ -106,6 +107,15 @@ grep -q "event=upload_granted" "$tmp/grants/logs/coordinator.log" || fail "B/gra
 for s in site1 site2 site3; do
   grep -q "event=upload_ready" "$tmp/grants/logs/$s.log" || fail "B/grants: $s never asked for a grant"
 done
+# Plain FedCE: each update's Gram row is computed while the update is verified (gram_row=early
+# in the log), but after the restart round 1's journaled updates get theirs serially, as the
+# replay rebuilds them; the final model must still be the same bits.
+printf '[aggregation]\nweighting = fedce\n' >"$tmp/fedce.ini"
+run_b fedce --config "$tmp/fedce.ini"
+grep -q "event=update_accepted.*gram_row=early" "$tmp/fedce/logs/coordinator.log" ||
+  fail "B/fedce: no Gram row was computed while its update was verified"
+! grep -q "gram_row=serial" "$tmp/fedce-ref/logs/coordinator.log" ||
+  fail "B/fedce: the uninterrupted run computed a Gram row after its update was verified"
 run_b all --config "$tmp/all.ini"
 # The coordinator builds the minus models (fedce.minus_model = coordinator) with the client
 # route's formula on the same floats: a crashed and resumed run of it must end in the final

@@ -5,7 +5,9 @@
  * coordinator/aggregate.c's functions are static to the daemon, so the few lines of its close
  * path are replicated here; the work is in library functions called the same way
  * (fedce_dots, fedce_priors, fedce_cos_gram, fedce_round_weights, wsum_blocked,
- * journal_read, wire_digest_floats). */
+ * journal_read, wire_digest_bytes, wire_digest_floats). FedCE is timed both as the
+ * coordinator closes now (the last update's Gram row on a worker thread while the poll loop
+ * hashes the update) and as it did before (the row after the hash, on the close's threads). */
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -103,6 +105,7 @@ typedef struct {
     double *w;             /* (K) weights of the last close */
     float *G;              /* (K, K) FedCE's Gram matrix, built as the updates "arrive" */
     journal_t *journal;
+    const void *frame;     /* (P floats at an odd address) the last update as received */
     journal_record_t *rec; /* (K) */
     uint64_t *from;        /* (K) offset of Δ_k in its record */
     uint8_t digest[WIRE_DIGEST_BYTES];
@@ -110,14 +113,24 @@ typedef struct {
     int threads;           /* of the weighted sum ([aggregation] threads) */
 } s_agg_t;
 
-/* coord_gram_add: the Gram row of update k against updates 0..k (in arrival order). */
-static void s_gram_row(s_agg_t *a, size_t k) {
+/* The Gram row of update k against updates 0..k (in arrival order): coord_gram_add on
+ * `threads` threads (the serial path), or the early row's worker with threads = 1. */
+static void s_gram_row(s_agg_t *a, size_t k, int threads) {
     const float **rows = cc_xcalloc(k + 1, sizeof *rows);
     double *d = cc_xcalloc(k + 1, sizeof *d);
     for (size_t j = 0; j <= k; j++) rows[j] = a->U + j * a->P;
-    fedce_dots_mt(d, rows, k + 1, a->U + k * a->P, a->P, a->threads);
+    fedce_dots_mt(d, rows, k + 1, a->U + k * a->P, a->P, threads);
     for (size_t j = 0; j <= k; j++) a->G[k * a->K + j] = a->G[j * a->K + k] = (float)d[j];
     free(rows), free(d);
+}
+
+/* The early row's worker (coord_gram_early_start): the last update's frame copied into its
+ * row of U, then its dots on this one thread. */
+static void *s_early_row(void *arg) {
+    s_agg_t *a = arg;
+    memcpy(a->U + (a->K - 1) * a->P, a->frame, a->P * sizeof(float));
+    s_gram_row(a, a->K - 1, 1);
+    return NULL;
 }
 
 /* θ += η_s w_k Δ_k (coordinator/aggregate.c s_stream_into): from U, or from the journal. */
@@ -133,15 +146,12 @@ static int s_stream(s_agg_t *a, int from_journal, int threads) {
     return rc;
 }
 
-/* What the coordinator does once the last update is in: its Gram row (against all K), the
- * weights (fedce_priors, fedce_cos_gram, fedce_round_weights) and the weighted sum over U.
- * Times: t[0] last Gram row, t[1] weights, t[2] weighted sum into θ. */
-static int s_close_fedce(s_agg_t *a, double t[3]) {
+/* The close once G is complete: the weights (fedce_priors, fedce_cos_gram,
+ * fedce_round_weights), then the weighted sum over U. t[0] weights, t[1] weighted sum. */
+static int s_weights_and_sum(s_agg_t *a, double t[2]) {
     size_t K = a->K;
     cc_err_t err = {0};
     double t0 = cc_now();
-    s_gram_row(a, K - 1);
-    double t1 = cc_now();
     fedce_client_t *reg = cc_xcalloc(K, sizeof *reg); /* a first round: every client new */
     size_t *part = cc_xcalloc(K, sizeof *part), *rows = cc_xcalloc(K, sizeof *rows);
     double *coef = cc_xcalloc(K, sizeof *coef), *cos = cc_xcalloc(K, sizeof *cos);
@@ -150,13 +160,40 @@ static int s_close_fedce(s_agg_t *a, double t[3]) {
     int rc = fedce_priors(coef, reg, K, part, K, &err);
     if (!rc && K >= 2) fedce_cos_gram(cos, a->G, K, rows, coef, K);
     if (!rc) rc = fedce_round_weights(a->w, ak, reg, K, part, K, cos, b, FEDCE_PLUS, &err);
-    double t2 = cc_now();
+    double t1 = cc_now();
     if (!rc) rc = s_stream(a, 0, a->threads);
-    double t3 = cc_now();
-    t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+    t[0] = t1 - t0, t[1] = cc_now() - t1;
     free(reg), free(part), free(rows), free(coef), free(cos), free(ak), free(b);
     if (rc && err.msg[0]) fprintf(stderr, "concord-bench aggregate: FedCE: %s\n", err.msg);
     return rc;
+}
+
+/* The close as the coordinator did it before: once the last update was verified, its Gram
+ * row (on the close's threads), the weights and the weighted sum. t[0] row, t[1] weights,
+ * t[2] weighted sum. */
+static int s_close_fedce_serial(s_agg_t *a, double t[3]) {
+    double t0 = cc_now();
+    s_gram_row(a, a->K - 1, a->threads);
+    t[0] = cc_now() - t0;
+    return s_weights_and_sum(a, t + 1);
+}
+
+/* The close as the coordinator does it now: the last update's row starts on a worker while
+ * the poll loop hashes the update (transport_open's BLAKE2b); the close is what follows the
+ * hash: the wait for the row, the weights and the weighted sum. t[0] the hash (beside the
+ * row), t[1] the wait for the row after it, t[2] weights, t[3] weighted sum. */
+static int s_close_fedce_early(s_agg_t *a, double t[4]) {
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    pthread_t worker;
+    double t0 = cc_now();
+    int started = pthread_create(&worker, NULL, s_early_row, a) == 0;
+    wire_digest_bytes(digest, a->frame, a->P * sizeof(float));
+    double t1 = cc_now();
+    if (started) pthread_join(worker, NULL);
+    else s_early_row(a); /* as the coordinator's serial fallback */
+    double t2 = cc_now();
+    t[0] = t1 - t0, t[1] = t2 - t1;
+    return s_weights_and_sum(a, t + 2);
 }
 
 static void s_fedavg_weights(s_agg_t *a) {
@@ -228,8 +265,10 @@ static void s_usage(FILE *fp) {
             "Times the coordinator's round-close aggregation on K in-memory updates of P floats and\n"
             "compares it, in the same run, with the machine's memory bandwidth and with numpy:\n"
             "  bandwidth  a read pass (sum) over the K·P floats, 1 thread and 2 threads, and a copy\n"
-            "  fedce      ssyrk Gram + fedce_cos_gram + fedce_round_weights + sgemv + server step\n"
-            "             (coordinator/aggregate.c), then the new model's digest\n"
+            "  fedce      the last update's Gram row (fedce_dots) on a worker while its BLAKE2b runs,\n"
+            "             then fedce_cos_gram + fedce_round_weights + the weighted sum (coordinator/\n"
+            "             aggregate.c), timed from the end of the hash; the same with the row after\n"
+            "             the hash (the previous close); then the new model's digest\n"
             "  fedavg     θ += w_k·Δ_k per update: from memory, and as the coordinator does it from\n"
             "             the journal (page cache, whole-update reads), plus a column-blocked\n"
             "             variant (not the coordinator's code) for comparison; then the digest\n"
@@ -355,58 +394,91 @@ int bench_cmd_aggregate(int argc, char **argv) {
     int rc = 0;
     double close_s = 0, agg_s = 0;
     if (fedce) {
-        /* G's rows of updates 0..K−2 are built at ingest, before the close: timed apart. */
+        /* G's rows of updates 0..K−2 are built at ingest, before the close, each on one
+         * worker thread beside its update's verification: timed apart. */
         a.G = cc_xcalloc(K * K, sizeof *a.G);
+        uint8_t *frame_buf = cc_xmalloc(P * sizeof(float) + 3);
+        memcpy(frame_buf + 3, a.U + (K - 1) * P, P * sizeof(float)); /* unaligned, as ZeroMQ may leave it */
+        a.frame = frame_buf + 3;
         double t_rows = cc_now();
-        for (size_t k = 0; k + 1 < K; k++) s_gram_row(&a, k);
+        for (size_t k = 0; k + 1 < K; k++) s_gram_row(&a, k, 1);
         double ingest_rows_s = cc_now() - t_rows;
-        double parts[3], acc[3][64], *tot = cc_xcalloc((size_t)repeat, sizeof *tot);
-        int R = repeat > 64 ? 64 : repeat;
+        enum { R_MAX = 64 };
+        int R = repeat > R_MAX ? R_MAX : repeat;
+        /* now: hash, row wait, weights, sum; before: row, weights, sum; alone: row, hash */
+        double now[4][R_MAX], was[3][R_MAX], alone[2][R_MAX], tot[R_MAX], tot_was[R_MAX];
+        double paired[R_MAX], paired_was[R_MAX], parts[4];
+        uint8_t hash[WIRE_DIGEST_BYTES];
         memcpy(a.theta, a.theta0, P * sizeof(float));
-        rc = s_close_fedce(&a, parts); /* warm-up */
-        double paired[64];
+        rc = s_close_fedce_early(&a, parts) || s_close_fedce_serial(&a, parts); /* warm-up */
         for (int r = 0; r < R && !rc; r++) {
             memcpy(a.theta, a.theta0, P * sizeof(float));
             double pass_now = s_pass_now(a.U, KP, &sink);
-            rc = s_close_fedce(&a, parts);
-            for (int s = 0; s < 3; s++) acc[s][r] = parts[s];
-            tot[r] = parts[0] + parts[1] + parts[2];
+            rc = s_close_fedce_early(&a, parts);
+            for (int s = 0; s < 4; s++) now[s][r] = parts[s];
+            tot[r] = parts[1] + parts[2] + parts[3];
             paired[r] = tot[r] / pass_now;
+            memcpy(a.theta, a.theta0, P * sizeof(float));
+            pass_now = s_pass_now(a.U, KP, &sink);
+            if (!rc) rc = s_close_fedce_serial(&a, parts);
+            for (int s = 0; s < 3; s++) was[s][r] = parts[s];
+            tot_was[r] = parts[0] + parts[1] + parts[2];
+            paired_was[r] = tot_was[r] / pass_now;
+            double t0 = cc_now();
+            s_early_row(&a);
+            double t1 = cc_now();
+            wire_digest_bytes(hash, a.frame, P * sizeof(float));
+            alone[0][r] = t1 - t0, alone[1][r] = cc_now() - t1;
         }
         if (rc) return 1;
-        double med[3];
-        for (int s = 0; s < 3; s++) med[s] = bench_median(acc[s], (size_t)R);
+        double med[4], med_was[3], med_alone[2];
+        for (int s = 0; s < 4; s++) med[s] = bench_median(now[s], (size_t)R);
+        for (int s = 0; s < 3; s++) med_was[s] = bench_median(was[s], (size_t)R);
+        for (int s = 0; s < 2; s++) med_alone[s] = bench_median(alone[s], (size_t)R);
         agg_s = bench_median(tot, (size_t)R);
+        double was_s = bench_median(tot_was, (size_t)R);
         close_s = agg_s + digest_s;
-        free(tot);
-        printf("FedCE close: last update's Gram row %.2f ms, weights %.3f ms, weighted sum (%d thread%s) %.2f ms\n",
-               med[0] * 1e3, med[1] * 1e3, threads, threads > 1 ? "s" : "", med[2] * 1e3);
-        printf("  the other %zu Gram rows, built as those updates arrived: %.2f ms in all (%.2f ms per update)\n", K - 1,
-               ingest_rows_s * 1e3, K > 1 ? ingest_rows_s * 1e3 / (double)(K - 1) : 0.0);
-        /* For comparison (the previous design): the whole Gram matrix at close with ssyrk. */
+        printf("FedCE close, from the end of the last update's hash: wait for its Gram row %.2f ms, weights %.3f ms, "
+               "weighted sum (%d thread%s) %.2f ms\n", med[1] * 1e3, med[2] * 1e3, threads, threads > 1 ? "s" : "",
+               med[3] * 1e3);
+        printf("  the last update's Gram row (frame copy + dots, 1 worker thread) %.2f ms alone; its BLAKE2b %.2f ms "
+               "alone, %.2f ms beside the row\n", med_alone[0] * 1e3, med_alone[1] * 1e3, med[0] * 1e3);
+        printf("  before (the row after the hash, %d thread%s): row %.2f ms + weights %.3f ms + weighted sum %.2f ms "
+               "= %.2f ms = %.2fx one pass\n", threads, threads > 1 ? "s" : "", med_was[0] * 1e3, med_was[1] * 1e3,
+               med_was[2] * 1e3, was_s * 1e3, was_s / pass_s);
+        printf("  the other %zu Gram rows, built as those updates arrived (1 thread each): %.2f ms in all (%.2f ms per "
+               "update)\n", K - 1, ingest_rows_s * 1e3, K > 1 ? ingest_rows_s * 1e3 / (double)(K - 1) : 0.0);
+        /* For comparison (the first design): the whole Gram matrix at close with ssyrk. */
         double alt_s;
         {
             float *G = cc_xcalloc(K * K, sizeof *G);
             for (int r = -1; r < R; r++) {
                 double t0 = cc_now();
                 cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)K, (int)P, 1.0f, a.U, (int)P, 0.0f, G, (int)K);
-                if (r >= 0) acc[0][r] = cc_now() - t0;
+                if (r >= 0) alone[0][r] = cc_now() - t0;
             }
-            alt_s = bench_median(acc[0], (size_t)R);
+            alt_s = bench_median(alone[0], (size_t)R);
             free(G);
         }
         printf("  for comparison: the whole Gram matrix at close (cblas_ssyrk, 1 thread) %.2f ms\n", alt_s * 1e3);
-        double paired_passes = bench_median(paired, (size_t)R);
-        printf("  close %.2f ms = %.2fx one pass (target <= 2.2x); with the model digest %.2f ms = %.2fx\n",
-               agg_s * 1e3, agg_s / pass_s, close_s * 1e3, close_s / pass_s);
-        printf("  paired (each close against a read pass just before it): median %.2fx one pass\n", paired_passes);
-        json_object_set_new(jres, "fedce", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "last_gram_row_s",
-                                                     med[0], "weights_s", med[1], "weighted_sum_s", med[2],
-                                                     "ingest_gram_rows_s", ingest_rows_s, "ssyrk_gram_s", alt_s,
-                                                     "aggregation_s", agg_s, "close_with_digest_s", close_s,
-                                                     "passes", agg_s / pass_s, "passes_with_digest", close_s / pass_s));
-        json_object_set_new(json_object_get(jres, "fedce"), "paired_passes", json_real(paired_passes));
-        free(a.G);
+        double paired_passes = bench_median(paired, (size_t)R), paired_was_passes = bench_median(paired_was, (size_t)R);
+        printf("  close %.2f ms = %.2fx one pass (target <= 2.2x; before %.2fx); with the model digest %.2f ms = %.2fx\n",
+               agg_s * 1e3, agg_s / pass_s, was_s / pass_s, close_s * 1e3, close_s / pass_s);
+        printf("  paired (each close against a read pass just before it): median %.2fx one pass (before %.2fx)\n",
+               paired_passes, paired_was_passes);
+        json_t *jf = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "last_gram_row_s", med_alone[0],
+                               "weights_s", med[2], "weighted_sum_s", med[3], "ingest_gram_rows_s", ingest_rows_s,
+                               "ssyrk_gram_s", alt_s, "aggregation_s", agg_s, "close_with_digest_s", close_s, "passes",
+                               agg_s / pass_s, "passes_with_digest", close_s / pass_s, "paired_passes", paired_passes);
+        json_object_set_new(jf, "last_hash_s", json_real(med_alone[1]));
+        json_object_set_new(jf, "hash_beside_row_s", json_real(med[0]));
+        json_object_set_new(jf, "row_wait_s", json_real(med[1]));
+        json_object_set_new(jf, "serial", json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "last_gram_row_s", med_was[0],
+                                                    "weights_s", med_was[1], "weighted_sum_s", med_was[2],
+                                                    "aggregation_s", was_s, "passes", was_s / pass_s, "paired_passes",
+                                                    paired_was_passes));
+        json_object_set_new(jres, "fedce", jf);
+        free(a.G), free(frame_buf);
     } else {
         /* The journal: one "update" record per client (a small JSON header + Δ), as persist.c
          * writes it; written before timing, so reads come from the page cache. */

@@ -175,6 +175,7 @@ typedef struct {
     uint64_t grant_requests;   /* requests so far (the order's counter) */
     size_t grants_waiting;     /* slots waiting for a grant */
     uint64_t grants_given, grants_expired; /* counters for /metrics */
+    uint64_t warmups_received; /* queue warm-ups from enrolled clients (common/transport.h), for /metrics */
     size_t upload_window;      /* granted updates outstanding at most */
     double upload_window_mb;   /* [federation] upload_window_mb */
     double upload_grant_s;     /* [federation] upload_grant_s */

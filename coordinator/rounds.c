@@ -440,7 +440,9 @@ static void s_send_warmup(coord_t *c, coord_client_t *cl) {
 }
 
 void coord_warmup_received(coord_t *c, size_t client) {
-    if (client < c->n_clients && c->clients[client].welcomed) s_send_warmup(c, &c->clients[client]);
+    if (client >= c->n_clients) return;
+    COUNT(c->warmups_received);
+    if (c->clients[client].welcomed) s_send_warmup(c, &c->clients[client]);
 }
 
 static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) {

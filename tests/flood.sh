@@ -193,6 +193,9 @@ run a 0 --set limits.handshake_timeout_s=2
 wait_for '[ "$(rounds_in)" -ge 20 ]' 60
 base_kb=$(vmhwm_kb "$coord")
 echo "A: baseline coordinator VmHWM ${base_kb} kB"
+# Each honest client answers the coordinator's two queue warm-ups (common/transport.h).
+warmups=$(metric concord_queue_warmups_received_total)
+[ "${warmups:-0}" -ge 6 ] || fail "A: the coordinator received ${warmups:-no} queue warm-ups from 3 clients (expected 2 each)"
 half_open 500 2 || fail "A: half-open connections"
 check_rounds A
 stop A

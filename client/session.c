@@ -2,7 +2,6 @@
  * Hello, heartbeats, reconnect with exponential backoff, verification of every message
  * (signature by the pinned coordinator key, strictly increasing seq), and the persisted
  * sequence-number block that keeps seq increasing across restarts. */
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -212,16 +211,6 @@ static void s_handle_welcome(client_t *c, const wire_in_t *in) {
     client_set_state(c, CLIENT_READY);
 }
 
-/* The client's part of the queue warm-up exchange (common/transport.h): each warm-up from the
- * coordinator is answered until two were sent in this session. Best effort: only the pace at
- * which memory reaches its steady size depends on it. */
-static void s_warmup_received(client_t *c) {
-    if (c->warmups_sent >= 2) return;
-    c->warmups_sent++;
-    if (transport_send_warmup(c->dealer, NULL, ZMQ_DONTWAIT) != 0)
-        cc_log_debug("warmup_not_sent", "reason=\"%s\"", zmq_strerror(errno));
-}
-
 static void s_handle_reject(client_t *c, const wire_in_t *in) {
     Concord__Reject *r = concord__reject__unpack(NULL, in->body_len, in->body);
     cc_log_error("rejected_by_coordinator", "reason=\"%s\" action=\"fix the data or the model, then restart\"",
@@ -283,8 +272,8 @@ static void s_dispatch(client_t *c, const wire_in_t *in, transport_msg_t *msg) {
 }
 
 void client_handle_message(client_t *c, transport_msg_t *msg) {
-    if (msg->warmup_parts) { /* a queue warm-up: it did its work by passing through */
-        s_warmup_received(c);
+    if (msg->warmup_parts) { /* a queue warm-up: it did its work; answer it (common/transport.h) */
+        transport_warmup_turn(c->dealer, NULL, &c->warmups_sent);
         return;
     }
     wire_in_t in;

@@ -111,12 +111,25 @@ int transport_send_warmup(void *sock, const char *peer, int flags) {
     return 0;
 }
 
+void transport_warmup_turn(void *sock, const char *peer, int *sent) {
+    if (*sent >= TRANSPORT_WARMUPS_PER_SESSION) return;
+    (*sent)++;
+    if (transport_send_warmup(sock, peer, ZMQ_DONTWAIT) != 0)
+        cc_log_debug("warmup_not_sent", "peer=%s reason=\"%s\"", peer ? peer : "coordinator", zmq_strerror(errno));
+}
+
 /* ---- receive ---- */
 
 void transport_msg_close(transport_msg_t *msg) {
     if (!msg) return;
     for (size_t i = 0; i < msg->n_parts; i++) zmq_msg_close(&msg->parts[i]);
     msg->n_parts = 0;
+}
+
+uint64_t transport_msg_bytes(const transport_msg_t *msg) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size((zmq_msg_t *)&msg->parts[i]);
+    return bytes;
 }
 
 /* Receives one part into m (initialised here). For the first part an EINTR goes back to

@@ -36,8 +36,13 @@ typedef struct {
  * A daemon's memory is then flat from its first rounds: growth after that is a real leak,
  * which the soak test can see. */
 #define TRANSPORT_WARMUP_PARTS 300
+#define TRANSPORT_WARMUPS_PER_SESSION 2
 /* Sends a queue warm-up to peer (NULL for DEALER). Returns 0 or -1 (errno). */
 int transport_send_warmup(void *sock, const char *peer, int flags) CC_WUR;
+/* One side's turn in the exchange: sends a warm-up (without blocking) unless *sent (this
+ * session's count, reset when the session opens) has reached TRANSPORT_WARMUPS_PER_SESSION.
+ * Best effort: only the pace at which memory reaches its steady size depends on it. */
+void transport_warmup_turn(void *sock, const char *peer, int *sent);
 
 /* Sends [peer] envelope frames...; peer NULL for DEALER. The envelope and the tensor frames
  * are copied, so the caller may free or change its buffers as soon as this returns (the
@@ -61,6 +66,8 @@ int transport_send_zc(void *sock, const char *peer, const uint8_t *env, size_t e
  * transport_msg_close. */
 int transport_recv(void *sock, int is_router, transport_msg_t *msg, int flags) CC_WUR;
 void transport_msg_close(transport_msg_t *msg);
+/* Bytes of the message's parts (the routing frame not counted). */
+uint64_t transport_msg_bytes(const transport_msg_t *msg);
 /* Receive a message and verify it with wire_open (frames = parts 1..n). The frame data
  * (zmq_msg_data of parts 1..n) is not necessarily 4-byte aligned: ZeroMQ's zero-copy
  * receive leaves it at arbitrary offsets of its buffer, so copy it (or memcpy-load) before

@@ -187,7 +187,7 @@ typedef struct {
 
     /* counters */
     uint64_t rejected[REJ_COUNT];
-    uint64_t accepted_updates, rounds_done, rounds_aborted, bytes_in, msgs_in;
+    uint64_t accepted_updates, rounds_done, rounds_aborted, msgs_in;
     volatile int stop;
 } coord_t;
 

@@ -525,14 +525,12 @@ static void s_handle(coord_t *c, transport_msg_t *msg) {
 
 /* Tells the connection guard what the poll loop took from the message's connection. */
 static void s_guard_taken(coord_t *c, transport_msg_t *msg) {
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size(&msg->parts[i]);
     /* ZMQ_SRCFD: deprecated in libzmq 4.3 but kept, and the only link from a message to
      * its connection's socket. */
     int fd = zmq_msg_get(&msg->parts[0], ZMQ_SRCFD);
     /* + the routing frame, though the ROUTER adds it itself: counting more than arrived
      * only makes the guard more lenient. */
-    guard_taken(c->guard, fd, msg->peer, bytes + WIRE_MAX_ID, msg->n_parts + msg->warmup_parts + 1);
+    guard_taken(c->guard, fd, msg->peer, transport_msg_bytes(msg) + WIRE_MAX_ID, msg->n_parts + msg->warmup_parts + 1);
 }
 
 static void s_loop(coord_t *c) {

@@ -5,7 +5,6 @@
  * before any handler sees it; a failure is a Nack with a reason, a log line and a counter,
  * and never touches the model. */
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,19 +429,11 @@ static void s_register(coord_client_t *cl, const Concord__Hello *h, int n_inputs
     }
 }
 
-/* The coordinator's part of the queue warm-up exchange (common/transport.h): at most two per
- * session. Best effort: only the pace at which memory reaches its steady size depends on it. */
-static void s_send_warmup(coord_t *c, coord_client_t *cl) {
-    if (cl->warmups_sent >= 2) return;
-    cl->warmups_sent++;
-    if (transport_send_warmup(c->router, cl->id, ZMQ_DONTWAIT) != 0)
-        cc_log_debug("warmup_not_sent", "client=%s reason=\"%s\"", cl->id, zmq_strerror(errno));
-}
-
 void coord_warmup_received(coord_t *c, size_t client) {
     if (client >= c->n_clients) return;
     COUNT(c->warmups_received);
-    if (c->clients[client].welcomed) s_send_warmup(c, &c->clients[client]);
+    coord_client_t *cl = &c->clients[client];
+    if (cl->welcomed) transport_warmup_turn(c->router, cl->id, &cl->warmups_sent);
 }
 
 static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) {
@@ -469,7 +460,7 @@ static void s_handle_hello(coord_t *c, coord_client_t *cl, const wire_in_t *in) 
     w.rounds = c->rounds;
     w.standardize = (char *)std_names[c->standardize];
     s_send(c, cl->id, CONCORD__MSG_TYPE__MSG_WELCOME, &w.base, NULL, 0);
-    s_send_warmup(c, cl);
+    transport_warmup_turn(c->router, cl->id, &cl->warmups_sent); /* the exchange starts (common/transport.h) */
     cc_log_info("client_welcomed", "client=%s n_train=%llu welcomed=%zu", cl->id, (unsigned long long)cl->n_train,
                 coord_clients_welcomed(c));
     /* A participant that (re)connects mid-round gets its task (again); an upload it was
@@ -603,12 +594,6 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
                 c->n_participants, !c->U ? "" : early_row ? " gram_row=early" : " gram_row=serial");
 }
 
-static uint64_t s_message_bytes(const transport_msg_t *msg) {
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < msg->n_parts; i++) bytes += zmq_msg_size(&msg->parts[i]);
-    return bytes;
-}
-
 static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg,
                             coord_gram_early_t **early) {
     Concord__Update *u = concord__update__unpack(NULL, in->body_len, in->body);
@@ -643,7 +628,7 @@ static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in,
     }
     if (kind >= 0) s_nack(c, cl->id, (coord_reject_t)kind, reason);
     else s_accept_update(c, cl, u, journal_bytes, c->per_class == 3 ? n_vec : 1, delta_bytes,
-                         n_vec == 1 ? wire_in_digest(in, 0) : NULL, norm, s_message_bytes(msg), early);
+                         n_vec == 1 ? wire_in_digest(in, 0) : NULL, norm, transport_msg_bytes(msg), early);
     free(vec);
     free(delta);
     concord__update__free_unpacked(u, NULL);
@@ -727,7 +712,6 @@ static coord_gram_early_t *s_gram_early_start(coord_t *c, transport_msg_t *msg) 
 
 void coord_handle_message(coord_t *c, transport_msg_t *msg) {
     COUNT(c->msgs_in);
-    for (size_t i = 0; i < msg->n_parts; i++) c->bytes_in += zmq_msg_size(&msg->parts[i]);
     coord_gram_early_t *early = s_gram_early_start(c, msg);
     wire_in_t in;
     memset(&in, 0, sizeof in);

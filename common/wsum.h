@@ -8,7 +8,8 @@
  * and out once in all, and a journal is read 256 KiB at a time instead of P floats; or,
  * when every vector starts at a 2 MiB-aligned file offset (the coordinator's journal puts
  * them there), mapped 2 MiB at a time (journal_map: the page cache's large folios, no copy;
- * one window per thread at a time, unmapped after, so RSS grows by 2 MiB a thread). Blocks
+ * four vectors' windows per thread at a time, unmapped after, so RSS grows by 8 MiB a
+ * thread; a vector's last, partial 2 MiB is read with pread). Blocks
  * are split between threads in contiguous ranges; each element's sum runs in the same order
  * whatever the thread count, with plain multiply and add (no FMA), so the result is the
  * same bits on every run and every machine. */

@@ -3,7 +3,7 @@
  *
  * Layout (integers little-endian):
  *   header  0  8  magic "CCJRNL01"
- *           8  4  u32 version (2)
+ *           8  4  u32 version (3)
  *          12  8  u64 round
  *          20 16  key of the record-head tags (random, made by s_start_fresh)
  *          36  4  first 4 bytes of BLAKE2b-128 of bytes [0, 36)
@@ -13,8 +13,10 @@
  *          16  4  u32 digested parts D (<= JOURNAL_MAX_DIGESTS)
  *          20 12  head tag: BLAKE2b-128 keyed with the header's key, of bytes [0, 20)
  *          32  L  payload
- *        32+L 40D trailer, per digested part: u32 offset in the payload, u32 length,
- *                 BLAKE2b-256 of those payload bytes (ascending, not overlapping)
+ *        32+L 40D trailer, per digested part or zero run: u32 offset in the payload,
+ *                 u32 length, BLAKE2b-256 of those payload bytes, or 32 zero bytes for a
+ *                 zero run (never written: a hole; checked to read as zeros on replay);
+ *                 ascending, not overlapping
  *    32+L+40D 16  BLAKE2b-128 of (bytes [0, 20), the payload outside the digested parts,
  *                 the trailer)
  *
@@ -44,6 +46,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -51,7 +54,7 @@
 #include "fileio.h"
 #include "le.h"
 
-#define S_VERSION 2u
+#define S_VERSION 3u
 #define S_HDR 40                 /* file header bytes */
 #define S_HDR_VERSION_END 12     /* magic and version: read first (JOURNAL-3) */
 #define S_HDR_KEY 20             /* offset of the head-tag key */
@@ -134,6 +137,24 @@ static int s_pwritev_all(int fd, const struct iovec *iov, size_t n, uint64_t off
             if (g < left) skip += g, g = 0;
             else g -= left, i++, skip = 0;
         }
+    }
+    return 0;
+}
+
+/* Writes the first `limit` bytes of a record laid out by iov[0..n) at off. An iovec with a
+ * NULL base and a non-zero length is a zero run: skipped, so the file has a hole there
+ * (it reads as zeros, costs no disk, and the append starts at the end of the file, so no
+ * older bytes lie there). The bytes before a hole go first, then those after it. */
+static int s_write_record(int fd, const struct iovec *iov, size_t n, uint64_t off, size_t limit) {
+    for (size_t i = 0; i < n && limit > 0;) {
+        size_t e = i, want = 0;
+        int hole = !iov[i].iov_base && iov[i].iov_len;
+        if (hole) want = iov[e++].iov_len;
+        else
+            while (e < n && (iov[e].iov_base || !iov[e].iov_len)) want += iov[e++].iov_len;
+        if (want > limit) want = limit;
+        if (!hole && s_pwritev_all(fd, iov + i, e - i, off, want) != 0) return -1;
+        off += want, limit -= want, i = e;
     }
     return 0;
 }
@@ -239,17 +260,53 @@ static int s_trailer_sane(const uint8_t *t, uint32_t n, uint32_t len) {
     return 1;
 }
 
-/* Hashes the payload of the record at p (head h, trailer t with sane entries): each
- * digested part against its digest, the rest into the record checksum, which *ok says
- * matches t's stored one. Every payload byte is read and hashed once. 0, 1 if the file
+static const uint8_t s_zero_run_digest[JOURNAL_DIGEST_BYTES]; /* a trailer entry's mark of a zero run */
+
+static int s_is_zero_run(const uint8_t *entry) {
+    return memcmp(entry + 8, s_zero_run_digest, JOURNAL_DIGEST_BYTES) == 0;
+}
+
+/* Do the n file bytes at off read as zeros? 0 yes (*ok = 1) or no (*ok = 0), 1 if the file
  * ended first, -1 on a read error (errno). */
+static int s_zeros_range(int fd, uint64_t off, uint64_t n, uint8_t *buf, int *ok) {
+    *ok = 0;
+    for (uint64_t done = 0; done < n;) {
+        size_t k = n - done < S_CHUNK ? (size_t)(n - done) : S_CHUNK;
+        int rc = s_pread_all(fd, buf, k, off + done);
+        if (rc) return rc;
+        if (buf[0] != 0 || memcmp(buf, buf + 1, k - 1) != 0) return 0;
+        done += k;
+    }
+    *ok = 1;
+    return 0;
+}
+
+/* One trailer entry's bytes at payload + off: a digested part against its digest, a zero
+ * run against zeros. 0 (*ok set), 1 if the file ended first, -1 (errno). */
+static int s_check_entry(int fd, uint64_t payload, const uint8_t *e, uint8_t *buf, int *ok) {
+    uint64_t off = le_get_u32(e), len = le_get_u32(e + 4);
+    if (s_is_zero_run(e)) return s_zeros_range(fd, payload + off, len, buf, ok);
+    uint8_t d[JOURNAL_DIGEST_BYTES];
+    crypto_generichash_state part;
+    crypto_generichash_init(&part, NULL, 0, JOURNAL_DIGEST_BYTES);
+    int rc = s_hash_range(fd, &part, payload + off, len, buf);
+    if (rc) return rc;
+    crypto_generichash_final(&part, d, sizeof d);
+    *ok = memcmp(d, e + 8, sizeof d) == 0;
+    return 0;
+}
+
+/* Hashes the payload of the record at p (head h, trailer t with sane entries): each
+ * digested part against its digest, each zero run against zeros, the rest into the record
+ * checksum, which *ok says matches t's stored one. Every payload byte is read once. 0, 1 if
+ * the file ended first, -1 on a read error (errno). */
 static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *t, uint8_t *buf,
                           int *ok) {
     size_t tlen = (size_t)h->n_digests * S_ENTRY;
     uint64_t payload = p + S_REC_HEAD, at = 0;
-    uint8_t sum[S_REC_SUM], d[JOURNAL_DIGEST_BYTES];
-    crypto_generichash_state st, part;
-    int rc;
+    uint8_t sum[S_REC_SUM];
+    crypto_generichash_state st;
+    int rc, entry_ok;
     *ok = 0;
     crypto_generichash_init(&st, NULL, 0, S_REC_SUM);
     crypto_generichash_update(&st, h->raw, S_REC_TAGGED);
@@ -257,10 +314,7 @@ static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *
         const uint8_t *e = t + (size_t)i * S_ENTRY;
         uint64_t off = le_get_u32(e), len = le_get_u32(e + 4);
         if ((rc = s_hash_range(fd, &st, payload + at, off - at, buf))) return rc;
-        crypto_generichash_init(&part, NULL, 0, JOURNAL_DIGEST_BYTES);
-        if ((rc = s_hash_range(fd, &part, payload + off, len, buf))) return rc;
-        crypto_generichash_final(&part, d, sizeof d);
-        if (memcmp(d, e + 8, sizeof d) != 0) return 0;
+        if ((rc = s_check_entry(fd, payload, e, buf, &entry_ok)) || !entry_ok) return rc;
         at = off + len;
     }
     if ((rc = s_hash_range(fd, &st, payload + at, h->len - at, buf))) return rc;
@@ -436,11 +490,16 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
         if (part_lens[i] > JOURNAL_MAX_RECORD || len > JOURNAL_MAX_RECORD)
             return cc_err_set(err, CC_ERR_ARG, "%s: record larger than %u bytes", j->path,
                               (unsigned)JOURNAL_MAX_RECORD);
-        n_digests += part_digests && part_digests[i];
+        int zero_run = !parts[i] && part_lens[i], digested = part_digests && part_digests[i];
+        if (digested && (zero_run || memcmp(part_digests[i], s_zero_run_digest,
+                                            JOURNAL_DIGEST_BYTES) == 0))
+            return cc_err_set(err, CC_ERR_ARG, "%s: a zero run has no digest, and a digest of 32 "
+                              "zero bytes marks a zero run", j->path);
+        n_digests += zero_run || digested;
     }
     if (n_digests > JOURNAL_MAX_DIGESTS)
-        return cc_err_set(err, CC_ERR_ARG, "%s: %zu digested parts, at most %d", j->path,
-                          n_digests, JOURNAL_MAX_DIGESTS);
+        return cc_err_set(err, CC_ERR_ARG, "%s: %zu digested parts and zero runs, at most %d",
+                          j->path, n_digests, JOURNAL_MAX_DIGESTS);
     uint8_t head[S_REC_HEAD], sum[S_REC_SUM];
     s_make_head(j, head, (uint32_t)len, j->next_seq, (uint32_t)n_digests);
     uint8_t *trailer = cc_xmalloc(n_digests * S_ENTRY + 1), *e = trailer;
@@ -451,10 +510,11 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
     iov[0] = (struct iovec){head, sizeof head};
     uint32_t at = 0;
     for (size_t i = 0; i < n_parts; i++) {
-        if (part_digests && part_digests[i]) { /* trusted: its bytes are not hashed here */
+        int zero_run = !parts[i] && part_lens[i];
+        if (zero_run || (part_digests && part_digests[i])) { /* trusted: not hashed here */
             le_put_u32(e, at);
             le_put_u32(e + 4, (uint32_t)part_lens[i]);
-            memcpy(e + 8, part_digests[i], JOURNAL_DIGEST_BYTES);
+            memcpy(e + 8, zero_run ? s_zero_run_digest : part_digests[i], JOURNAL_DIGEST_BYTES);
             e += S_ENTRY;
         } else {
             crypto_generichash_update(&st, parts[i], part_lens[i]);
@@ -468,7 +528,7 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
     iov[n_parts + 2] = (struct iovec){sum, sizeof sum};
     size_t total = S_REC_HEAD + (size_t)len + n_digests * S_ENTRY + S_REC_SUM;
     int fault = s_fault_fires(); /* a simulated crash: half the record reaches the file */
-    int rc = s_pwritev_all(j->fd, iov, n_parts + 3, j->end, fault ? total / 2 : total);
+    int rc = s_write_record(j->fd, iov, n_parts + 3, j->end, fault ? total / 2 : total);
     free(iov);
     free(trailer);
     if (rc == 0 && fault) errno = ENOSPC, rc = -1;
@@ -539,6 +599,33 @@ int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *b
         return cc_err_set(err, CC_ERR_TRUNCATED, "%s: record at offset %" PRIu64 " is cut off",
                           j->path, rec->offset);
     return 0;
+}
+
+uint64_t journal_next_payload_offset(const journal_t *j) { return j->end + S_REC_HEAD; }
+
+int journal_map(journal_t *j, const journal_record_t *rec, size_t from, size_t len,
+                const void **out, cc_err_t *err) {
+    *out = NULL;
+    if (from > rec->length || len > rec->length - from || len == 0)
+        return cc_err_set(err, CC_ERR_ARG, "%s: map of [%zu, +%zu) beyond a record of %" PRIu32
+                          " bytes", j->path, from, len, rec->length);
+    uint64_t off = rec->offset + from;
+    struct stat st;
+    if (fstat(j->fd, &st) != 0)
+        return cc_err_set(err, CC_ERR_IO, "%s: stat failed: %s", j->path, strerror(errno));
+    if ((uint64_t)st.st_size < off + len) /* touching a page past the end would be SIGBUS */
+        return cc_err_set(err, CC_ERR_TRUNCATED, "%s: record at offset %" PRIu64 " is cut off",
+                          j->path, rec->offset);
+    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, j->fd, (off_t)off);
+    if (p == MAP_FAILED)
+        return cc_err_set(err, CC_ERR_IO, "%s: mmap at offset %" PRIu64 " failed: %s", j->path,
+                          off, strerror(errno));
+    *out = p;
+    return 0;
+}
+
+void journal_unmap(const void *p, size_t len) {
+    if (p) munmap((void *)p, len);
 }
 
 int journal_reset(journal_t *j, uint64_t round, cc_err_t *err) {

@@ -5,7 +5,11 @@
  * over K vectors of P floats held in memory (FedCE's rows of U) or in journal records (the
  * FedAvg stream), by column blocks: for each block of out, every vector's block in turn.
  * The block of out and the read buffer stay in cache, so each vector crosses memory once
- * and out once in all, and a journal is read 256 KiB at a time instead of P floats. Blocks
+ * and out once in all, and a journal is read 256 KiB at a time instead of P floats; or,
+ * when every vector starts at a 2 MiB-aligned file offset (the coordinator's journal puts
+ * them there), mapped 2 MiB at a time (journal_map: the page cache's large folios, no copy;
+ * four vectors' windows per thread at a time, unmapped after, so RSS grows by 8 MiB a
+ * thread; a vector's last, partial 2 MiB is read with pread). Blocks
  * are split between threads in contiguous ranges; each element's sum runs in the same order
  * whatever the thread count, with plain multiply and add (no FMA), so the result is the
  * same bits on every run and every machine. */
@@ -26,6 +30,23 @@ typedef struct {
     const journal_record_t *recs;
     const uint64_t *from;
 } wsum_src_t;
+
+/* File offset alignment at which wsum_blocked maps the journal's vectors. */
+#define WSUM_MAP_ALIGN ((size_t)2 << 20)
+
+/* Does wsum_blocked map the vectors (a journal source, each vector at a file offset that
+ * is a multiple of WSUM_MAP_ALIGN)? Else it reads them (pread), or they are in memory. */
+int wsum_maps(const wsum_src_t *src, size_t K);
+
+/* The coordinator's journal records (coordinator/persist.c; concord-bench aggregate writes
+ * the same): u32 header length H | H header bytes | a zero run (journal.h: a hole) | the
+ * floats, which so start at a WSUM_MAP_ALIGN-aligned file offset. wsum_record_append
+ * appends one (floats_digest: their BLAKE2b-256, or NULL; no floats: no zero run, nothing
+ * after the header); wsum_record_floats gives where the floats of such a record start
+ * within its payload, from H. */
+int wsum_record_append(journal_t *j, const char *header, const void *floats, size_t n_floats,
+                       const uint8_t *floats_digest, journal_record_t *rec, cc_err_t *err) CC_WUR;
+uint64_t wsum_record_floats(const journal_record_t *rec, uint32_t header_len);
 
 /* out (P) += Σ_k scale[k] · v_k with `threads` threads (1..8). A failed journal read is
  * returned (err set) and leaves out partly updated: callers sum into a scratch θ. */

@@ -44,12 +44,14 @@ static int s_by_id(const void *a, const void *b) {
     return strcmp(((const coord_update_t *)a)->id, ((const coord_update_t *)b)->id);
 }
 
-/* Byte offset of update u's first vector within its journal record. */
+/* Byte offset of update u's first vector within its journal record (wsum_record_floats:
+ * after the header and the zero run that aligns it). */
 static int s_vectors_from(coord_t *c, const coord_update_t *u, uint64_t *from, cc_err_t *err) {
     uint32_t hdr_len;
     int rc = journal_read(c->journal, &u->rec, 0, &hdr_len, sizeof hdr_len, err);
     if (rc) return rc;
-    *from = sizeof hdr_len + (uint64_t)hdr_len;
+    if (hdr_len > u->rec.length) return cc_err_set(err, CC_ERR_CORRUPT, "journal: bad header length");
+    *from = wsum_record_floats(&u->rec, hdr_len);
     if (*from + c->P * sizeof(float) > u->rec.length)
         return cc_err_set(err, CC_ERR_CORRUPT, "journal: update of %s is shorter than its vector", u->id);
     return 0;
@@ -57,7 +59,7 @@ static int s_vectors_from(coord_t *c, const coord_update_t *u, uint64_t *from, c
 
 /* Reads vector v (of n_vec) of update u from the journal into out (P). */
 static int s_read_vector(coord_t *c, const coord_update_t *u, size_t v, float *out, cc_err_t *err) {
-    uint64_t from;
+    uint64_t from = 0;
     int rc = s_vectors_from(c, u, &from, err);
     if (rc) return rc;
     from += v * c->P * sizeof(float);

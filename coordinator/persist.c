@@ -7,7 +7,8 @@
  *    next round's tasks have left; a restart appends whichever the files lack and drops
  *    history lines of rounds the checkpoint does not cover.
  *  - Journal of the open round: an "open" record naming the participants, then one record
- *    per accepted update: u32 header length | header JSON | Δ (P float32). An Ack is sent
+ *    per accepted update: u32 header length | header JSON | zero run (a hole) | Δ (P float32,
+ *    at a 2 MiB-aligned file offset, which the close maps: wsum.h). An Ack is sent
  *    only after the record is durable (JOURNAL-1), so a coordinator killed mid-round replays
  *    the accepted updates and asks only the missing clients. */
 #include <jansson.h>
@@ -22,6 +23,7 @@
 #include "fedce.h"
 #include "log.h"
 #include "snapshot.h"
+#include "wsum.h"
 
 static json_t *s_meta_json(const coord_t *c) {
     char arch[128], hex[2 * WIRE_DIGEST_BYTES + 1];
@@ -161,17 +163,13 @@ int coord_restore_committed(coord_t *c, int64_t last_history_round, cc_err_t *er
     return rc;
 }
 
-/* Appends u32 header length | JSON header | floats. floats_digest (may be NULL) is the
- * BLAKE2b-256 of the floats, already verified, so the journal does not hash them again. */
+/* Appends u32 header length | JSON header | zero run | floats, the floats 2 MiB-aligned in
+ * the file (wsum.h: the close maps them). floats_digest (may be NULL) is the BLAKE2b-256 of
+ * the floats, already verified, so the journal does not hash them again. */
 static int s_append(coord_t *c, json_t *hdr, const void *floats, size_t n, const uint8_t *floats_digest,
                     journal_record_t *rec, cc_err_t *err) {
     char *text = json_dumps(hdr, JSON_COMPACT);
-    uint32_t hlen = (uint32_t)strlen(text);
-    const void *parts[3] = {&hlen, text, floats};
-    size_t lens[3] = {sizeof hlen, hlen, n * sizeof(float)};
-    const uint8_t *digests[3] = {NULL, NULL, floats_digest};
-    journal_record_t tmp;
-    int rc = journal_append_digested(c->journal, parts, lens, digests, floats ? 3 : 2, rec ? rec : &tmp, err);
+    int rc = wsum_record_append(c->journal, text, floats, n, floats_digest, rec, err);
     free(text);
     return rc;
 }
@@ -246,7 +244,7 @@ static void s_replay_targets(coord_t *c, json_t *hdr, const journal_record_t *re
         c->gap_g[i] = json_is_number(a) ? json_number_value(a) : NAN;
         c->gap_d[i] = json_is_number(b) ? json_number_value(b) : NAN;
     }
-    size_t from = sizeof(uint32_t) + hlen;
+    size_t from = wsum_record_floats(rec, (uint32_t)hlen);
     if (from + 3 * c->L * sizeof(float) == rec->length &&
         journal_read(c->journal, rec, from, c->target_g, c->L * sizeof(float), err) == 0 &&
         journal_read(c->journal, rec, from + c->L * sizeof(float), c->target_D, c->L * sizeof(float), err) == 0 &&
@@ -262,8 +260,8 @@ static int s_replay_row(coord_t *c, const coord_update_t *u, size_t hlen, size_t
     memset(row, 0, c->P * sizeof(float));
     int rc = 0;
     for (size_t v = 0; v < n_vec && !rc; v++) {
-        rc = journal_read(c->journal, &u->rec, sizeof(uint32_t) + hlen + v * c->P * sizeof(float), buf,
-                          c->P * sizeof(float), err);
+        rc = journal_read(c->journal, &u->rec, wsum_record_floats(&u->rec, (uint32_t)hlen) + v * c->P * sizeof(float),
+                          buf, c->P * sizeof(float), err);
         for (size_t i = 0; !rc && i < c->P; i++) row[i] += buf[i];
     }
     free(buf);

@@ -46,9 +46,11 @@ static inline void fuzz_journal_reseal(uint8_t *r, uint32_t L, uint32_t D, const
                                        unsigned mode) {
     uint8_t *payload = r + FJ_HEAD, *t = payload + L, d[16];
     int sane = fuzz_journal_trailer_sane(t, D, L);
+    static const uint8_t zero_run[32]; /* an entry marking a zero run keeps its mark */
     for (uint32_t i = 0; sane && (mode & FJ_DIGESTS) && i < D; i++) {
         uint8_t *e = t + (size_t)i * FJ_ENTRY;
-        crypto_generichash(e + 8, 32, payload + fuzz_le32(e), fuzz_le32(e + 4), NULL, 0);
+        if (memcmp(e + 8, zero_run, 32) != 0)
+            crypto_generichash(e + 8, 32, payload + fuzz_le32(e), fuzz_le32(e + 4), NULL, 0);
     }
     crypto_generichash(d, sizeof d, r, 20, key, 16);
     memcpy(r + 20, d, 12);
@@ -69,7 +71,7 @@ static inline void fuzz_journal_reseal(uint8_t *r, uint32_t L, uint32_t D, const
 
 /* Repairs b[0, len) per mode (FJ_*): the header checksum; walking the records from the
  * header on, each record's tag and checksum (renumbered 0, 1, ... with FJ_RENUMBER, its
- * part digests recomputed with FJ_DIGESTS). The walk stops at the first record whose magic
+ * part digests recomputed with FJ_DIGESTS, zero-run entries left as they are). The walk stops at the first record whose magic
  * is wrong, whose digest count is over the limit or whose extent overruns the buffer. */
 static inline void fuzz_journal_repair(uint8_t *b, size_t len, unsigned mode) {
     if (len < FJ_HDR) return;

@@ -288,6 +288,11 @@ static void s_journal(void) {
     const uint8_t *digests2[3] = {NULL, dv, NULL};
     if (journal_append_digested(j, parts2, lens2, digests2, 3, NULL, &err) != 0)
         s_die("journal_append_digested", &err);
+    const void *parts3[3] = {r1, NULL, v}; /* a fourth: a zero run (a hole) before floats */
+    size_t lens3[3] = {sizeof r1, 64, sizeof v};
+    const uint8_t *digests3[3] = {NULL, NULL, dv};
+    if (journal_append_digested(j, parts3, lens3, digests3, 3, NULL, &err) != 0)
+        s_die("journal_append_digested", &err);
     journal_close(&j);
     size_t n;
     uint8_t *b = s_slurp(p, &n);
@@ -299,7 +304,7 @@ static void s_journal(void) {
     s_seed("journal", "two-records-repair", 8 | 3, b0, n0);
     s_seed("journal", "two-records-torn", 8, b0, n0 - 5);  /* the last append cut short */
     s_seed("journal", "other-round", 0, b0, n0);           /* opened for round 1: afresh */
-    s_seed("journal", "digested", 8, b, n);                /* + a record with a trailer */
+    s_seed("journal", "digested", 8, b, n);                /* + records with trailers, a zero run */
     s_seed("journal", "digested-repair", 8 | 16 | 3, b, n); /* its digests recomputed too */
     free(b0);
     free(b);

@@ -14,7 +14,11 @@
  * declared end, and 10,000 fake heads in a torn tail cost one pass. Digested parts
  * (journal_append_digested): round-trip, are laid out as documented, are verified on
  * replay (a flipped byte in one is torn when last, CORRUPT when followed), and are never
- * hashed on append (a wrong digest is accepted, and the record rejected on replay). */
+ * hashed on append (a wrong digest is accepted, and the record rejected on replay). Zero
+ * runs: left as a hole that aligns the next part (2 MiB), laid out as documented, read back
+ * as zeros and mapped by journal_map; a non-zero byte in one is torn when last, CORRUPT
+ * when followed; a cut inside or after the hole, a head that never landed while the bytes
+ * after the hole did, and a crash half-way through such an append are torn tails. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sodium.h>
@@ -169,7 +173,7 @@ Test(journal, records_match_independent_encoder) {
     char *got;
     size_t len;
     s_file(path, &got, &len);
-    uint8_t want[S_HDR + 2 * 64] = {'C', 'C', 'J', 'R', 'N', 'L', '0', '1', 2}, d[16];
+    uint8_t want[S_HDR + 2 * 64] = {'C', 'C', 'J', 'R', 'N', 'L', '0', '1', 3}, d[16];
     want[12] = 9;                  /* round */
     memcpy(want + 20, got + 20, 16); /* the random key */
     crypto_generichash(d, sizeof d, want, 36, NULL, 0);
@@ -409,9 +413,9 @@ Test(journal, other_round_starts_fresh) {
     journal_close(&j);
 }
 
-/* JOURNAL-3: a version-1 journal (32-byte header, records without head tags: the layout
- * before this one) and a journal that says version 3 are FORMAT, and left untouched; so is
- * an empty version-1 journal (shorter than today's header). */
+/* JOURNAL-3: a version-1 journal (32-byte header, records without head tags), a journal of
+ * today's layout that says version 2 (before zero runs) or 4 are FORMAT, and left untouched;
+ * so is an empty version-1 journal (shorter than today's header). */
 Test(journal, other_version_is_format_error) {
     uint8_t v1[32 + 16 + 5 + 16] = {'C', 'C', 'J', 'R', 'N', 'L', '0', '1', 1};
     v1[12] = 7; /* round 7 */
@@ -423,16 +427,16 @@ Test(journal, other_version_is_format_error) {
     memcpy(r + 16, "hello", 5);
     crypto_generichash(r + 21, 16, r + 4, 12 + 5, NULL, 0); /* not the v1 rule, no matter */
     const char *path = s_path("j");
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         size_t len = sizeof v1;
         char *bytes = (char *)v1;
         if (k == 1) len = 32; /* an empty version-1 journal */
-        if (k == 2) { /* today's layout, version 3 */
+        if (k >= 2) { /* today's layout, version 2 or 4 */
             size_t ends[4];
             unlink(path);
             s_make3(path, ends);
             s_file(path, &bytes, &len);
-            bytes[8] = 3;
+            bytes[8] = k == 2 ? 2 : 4;
             crypto_generichash(d, sizeof d, (uint8_t *)bytes, 36, NULL, 0);
             memcpy(bytes + 36, d, 4);
         }
@@ -441,9 +445,10 @@ Test(journal, other_version_is_format_error) {
         cc_err_t err = {0};
         cr_assert_eq(journal_open(path, 7, &j, NULL, &err), CC_ERR_FORMAT, "%d: %s", k, err.msg);
         cr_assert_null(j);
-        cr_assert_not_null(strstr(err.msg, k == 2 ? "version 3" : "version 1"), "%s", err.msg);
+        const char *want = k == 2 ? "version 2" : k == 3 ? "version 4" : "version 1";
+        cr_assert_not_null(strstr(err.msg, want), "%s", err.msg);
         cr_assert_eq(s_size(path), len);
-        if (k == 2) free(bytes);
+        if (k >= 2) free(bytes);
     }
 }
 
@@ -959,5 +964,193 @@ Test(journal, deferred_sync_group_commit) {
     size_t lens[1] = {5};
     cr_expect_neq(journal_append(j, parts, lens, 1, NULL, &err), 0, "the simulated crash fails the append");
     cr_expect_neq(journal_sync(j, &err), 0, "a failed journal refuses to sync");
+    journal_close(&j);
+}
+
+/* ---- zero runs ---- */
+
+#define S_ALIGN (2u << 20)
+enum { S_ZF = 300000 }; /* floats after the zero run: 1.2 MB, more than one read chunk */
+
+typedef struct {
+    size_t rec1;      /* file offset of the record with the zero run */
+    size_t hole, run; /* file offset and length of the run */
+    size_t floats;    /* file offset of the floats (2 MiB-aligned) */
+    size_t n;         /* payload bytes */
+    uint8_t *payload; /* as replay must give it back (zeros in the run); caller frees */
+    journal_record_t rec;
+} s_zrec_t;
+
+/* A journal of round 7: s_recs[0]; a record "head" | zero run | S_ZF digested floats |
+ * "tail", the floats at a 2 MiB-aligned file offset; s_recs[2] unless `last`. */
+static s_zrec_t s_make_zero_run(const char *path, int last) {
+    unlink(path);
+    journal_t *j = s_open(path, 7, NULL);
+    s_append_str(j, s_recs[0]);
+    s_zrec_t z = {.rec1 = S_HDR + S_OVERHEAD + 5};
+    cr_assert_eq(journal_next_payload_offset(j), z.rec1 + 32);
+    float *v = cc_xmalloc(S_ZF * sizeof *v);
+    for (int i = 0; i < S_ZF; i++) v[i] = 0.5f * (float)(i % 97) + 1.0f;
+    uint8_t dv[32];
+    wire_digest_bytes(dv, v, S_ZF * sizeof *v);
+    z.hole = z.rec1 + 32 + 4;
+    z.floats = (z.hole + S_ALIGN - 1) / S_ALIGN * S_ALIGN;
+    z.run = z.floats - z.hole;
+    const void *parts[4] = {"head", NULL, v, "tail"};
+    size_t lens[4] = {4, z.run, S_ZF * sizeof *v, 4};
+    const uint8_t *digests[4] = {NULL, NULL, dv, NULL};
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append_digested(j, parts, lens, digests, 4, &z.rec, &err), 0, "%s", err.msg);
+    if (!last) s_append_str(j, s_recs[2]);
+    journal_close(&j);
+    z.n = 4 + z.run + S_ZF * sizeof *v + 4;
+    z.payload = cc_xcalloc(1, z.n);
+    memcpy(z.payload, "head", 4);
+    memcpy(z.payload + 4 + z.run, v, S_ZF * sizeof *v);
+    memcpy(z.payload + z.n - 4, "tail", 4);
+    free(v);
+    return z;
+}
+
+Test(journal, zero_run_is_a_hole_in_the_documented_layout) {
+    const char *path = s_path("j");
+    s_zrec_t z = s_make_zero_run(path, 0);
+    cr_assert_eq(z.floats % S_ALIGN, 0);
+    journal_replay_t r;
+    journal_t *j = s_open(path, 7, &r);
+    cr_assert_eq(r.n, 3);
+    cr_assert_eq(r.truncated, 0);
+    cr_assert_eq(r.records[1].offset, z.rec.offset);
+    cr_assert_eq(r.records[1].length, z.n);
+    uint8_t *back = cc_xmalloc(z.n);
+    cc_err_t err = {0};
+    cr_assert_eq(journal_read(j, &r.records[1], 0, back, z.n, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(back, z.payload, z.n), 0);
+    s_expect_record(j, &r.records[2], s_recs[2]);
+    /* journal_map: the floats at their aligned offset; an unaligned or oversized one fails */
+    const void *m = NULL;
+    size_t fl = z.floats - z.rec.offset, flen = S_ZF * sizeof(float);
+    cr_assert_eq(journal_map(j, &r.records[1], fl, flen, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(m, z.payload + fl, flen), 0);
+    journal_unmap(m, flen);
+    cr_assert_eq(journal_map(j, &r.records[1], fl + 4, flen - 4, &m, &err), CC_ERR_IO);
+    cr_assert_eq(journal_map(j, &r.records[1], fl, flen + 8, &m, &err), CC_ERR_ARG);
+    cr_assert_null(m);
+    journal_replay_free(&r);
+    journal_close(&j);
+    /* The same bytes from the independent encoder: the run's trailer entry has 32 zero
+     * bytes for a digest, and the checksum skips it as it skips a digested part. */
+    uint8_t key[16], dv[32], zero[32] = {0};
+    s_key_of(path, key);
+    crypto_generichash(dv, 32, z.payload + fl, flen, NULL, 0);
+    s_dpart_t dig[2] = {{4, (uint32_t)z.run, zero}, {(uint32_t)fl, (uint32_t)flen, dv}};
+    uint8_t *want = cc_xmalloc(z.n + 200);
+    size_t wn = s_encode_record(want, key, 1, z.payload, (uint32_t)z.n, dig, 2);
+    char *got;
+    size_t len;
+    s_file(path, &got, &len);
+    cr_assert_eq(len, z.rec1 + wn + S_OVERHEAD + strlen(s_recs[2]));
+    cr_assert_eq(memcmp(got + z.rec1, want, wn), 0, "bytes differ from the documented layout");
+    /* a hole: the file takes less disk than the run */
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_lt((size_t)st.st_blocks * 512, len - z.run / 2, "%zu blocks for %zu bytes",
+                 (size_t)st.st_blocks, len);
+    free(got), free(want), free(back), free(z.payload);
+}
+
+/* A byte written into the hole is damage: torn when the record is last, CORRUPT when a
+ * record follows (JOURNAL-2). */
+Test(journal, non_zero_byte_in_a_zero_run_is_detected) {
+    const char *path = s_path("j");
+    for (int last = 0; last < 2; last++) {
+        const size_t into[3] = {0, 70001, 1}; /* first byte, middle, last byte of the run */
+        for (int k = 0; k < 3; k++) {
+            s_zrec_t z = s_make_zero_run(path, last);
+            size_t at = k == 2 ? z.hole + z.run - 1 : z.hole + into[k], len = s_size(path);
+            FILE *f = fopen(path, "r+b");
+            cr_assert_not_null(f);
+            cr_assert_eq(fseek(f, (long)at, SEEK_SET), 0);
+            cr_assert_eq(fputc(0x01, f), 0x01);
+            cr_assert_eq(fclose(f), 0);
+            journal_t *j = NULL;
+            journal_replay_t r;
+            cc_err_t err = {0};
+            int rc = journal_open(path, 7, &j, &r, &err);
+            free(z.payload);
+            if (!last) {
+                cr_assert_eq(rc, CC_ERR_CORRUPT, "byte %zu: %s", at, err.msg);
+                cr_assert_eq(s_size(path), len);
+                continue;
+            }
+            cr_assert_eq(rc, 0, "%s", err.msg);
+            cr_assert_eq(r.n, 1);
+            cr_assert_eq(r.truncated, 1);
+            cr_assert_eq(s_size(path), z.rec1);
+            journal_replay_free(&r);
+            journal_close(&j);
+        }
+    }
+}
+
+static void s_expect_first_only(const char *path, size_t rec1) {
+    journal_replay_t r;
+    journal_t *j = s_open(path, 7, &r);
+    cr_assert_eq(r.n, 1);
+    cr_assert_eq(r.truncated, 1);
+    cr_assert_eq(s_size(path), rec1);
+    s_expect_record(j, &r.records[0], s_recs[0]);
+    journal_replay_free(&r);
+    s_append_str(j, "after");
+    journal_close(&j);
+    j = s_open(path, 7, &r);
+    cr_assert_eq(r.n, 2);
+    cr_assert_eq(r.truncated, 0);
+    journal_replay_free(&r);
+    journal_close(&j);
+}
+
+/* A crash during an append with a zero run: the file cut inside the hole, right after it,
+ * inside the floats or just before the end, or the bytes after the hole on disk while the
+ * head never landed (zeros), or the simulated crash half-way through: a torn tail each
+ * time, the earlier record kept. */
+Test(journal, torn_append_with_a_zero_run_is_truncated) {
+    const char *path = s_path("j");
+    for (int k = 0; k < 6; k++) {
+        s_zrec_t z = s_make_zero_run(path, 1);
+        size_t len = s_size(path);
+        const size_t cut[5] = {z.hole + 1, z.hole + z.run / 2, z.floats, z.floats + 4096 + 3, len - 1};
+        if (k < 5) cr_assert_eq(truncate(path, (off_t)cut[k]), 0);
+        else s_zero(path, z.rec1, 32);
+        s_expect_first_only(path, z.rec1);
+        free(z.payload);
+    }
+    /* the simulated crash (half the record written, ENOSPC) */
+    unlink(path);
+    journal_t *j = s_open(path, 7, NULL);
+    s_append_str(j, s_recs[0]);
+    float v[1000] = {0.5f};
+    const void *parts[3] = {"h", NULL, v};
+    size_t lens[3] = {1, 3 * 4096 - 5, sizeof v};
+    cc_err_t err = {0};
+    journal_fault_fail_write_after = 1;
+    cr_assert_eq(journal_append(j, parts, lens, 3, NULL, &err), CC_ERR_IO);
+    journal_close(&j);
+    s_expect_first_only(path, S_HDR + S_OVERHEAD + 5);
+}
+
+/* A zero run takes no digest, and a digest of 32 zero bytes (the mark of a zero run) is
+ * refused. */
+Test(journal, zero_run_digests_are_refused) {
+    journal_t *j = s_open(s_path("j"), 1, NULL);
+    uint8_t zero[32] = {0}, some[32];
+    memset(some, 7, sizeof some);
+    const void *parts[2] = {"ab", NULL};
+    size_t lens[2] = {2, 100};
+    const uint8_t *d1[2] = {NULL, some}, *d2[2] = {zero, NULL};
+    cc_err_t err = {0};
+    cr_assert_eq(journal_append_digested(j, parts, lens, d1, 2, NULL, &err), CC_ERR_ARG);
+    cr_assert_eq(journal_append_digested(j, parts, lens, d2, 2, NULL, &err), CC_ERR_ARG);
+    cr_assert_eq(journal_append(j, parts, lens, 2, NULL, &err), 0, "%s", err.msg);
     journal_close(&j);
 }

@@ -1,9 +1,11 @@
 /* test_wsum.c — the round close's blocked weighted sum (wsum.h).
  *
  * Acceptance: out += Σ scale_k v_k equals a double-precision reference; the result is the
- * same bits for 1, 2 and 3 threads and for vectors in memory or read from journal records
- * (P not a multiple of the block, so the last block is short). Rejection: a record shorter
- * than the vector fails with an error instead of summing garbage. */
+ * same bits for 1, 2 and 3 threads and for vectors in memory, read from journal records
+ * (pread) or mapped from them (the coordinator's records, wsum_record_append: floats at
+ * 2 MiB-aligned offsets; more than one 2 MiB block, the last one short). Rejection: a
+ * record shorter than the vector fails with an error instead of summing garbage, on both
+ * journal paths. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,25 +17,35 @@
 #include "rng.h"
 #include "wsum.h"
 
-enum { K = 5, P = 32768 * 2 + 1234 };
+enum { K = 5, P = 32768 * 2 + 1234, PM = 512 * 1024 * 2 + 1234 /* floats: 2 blocks of 2 MiB and a bit */ };
 
-static float *s_vectors(void) {
-    float *U = malloc((size_t)K * P * sizeof(float));
+static float *s_vectors_n(size_t n) {
+    float *U = malloc((size_t)K * n * sizeof(float));
     cc_rng_t rng;
     cc_rng_seed(&rng, 3);
-    for (size_t i = 0; i < (size_t)K * P; i++) U[i] = (float)cc_rng_normal(&rng) * 1e-2f;
+    for (size_t i = 0; i < (size_t)K * n; i++) U[i] = (float)cc_rng_normal(&rng) * 1e-2f;
     return U;
 }
 
-static float *s_sum_memory(const float *U, const float *scale, int threads) {
+static float *s_vectors(void) { return s_vectors_n(P); }
+
+static void s_start(float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = 0.5f - (float)(i % 7) * 0.1f;
+}
+
+static float *s_sum_memory_n(const float *U, size_t n, const float *scale, int threads) {
     const float *rows[K];
-    for (size_t k = 0; k < K; k++) rows[k] = U + k * P;
-    float *out = malloc(P * sizeof(float));
-    for (size_t i = 0; i < P; i++) out[i] = 0.5f - (float)(i % 7) * 0.1f;
+    for (size_t k = 0; k < K; k++) rows[k] = U + k * n;
+    float *out = malloc(n * sizeof(float));
+    s_start(out, n);
     wsum_src_t src = {.rows = rows};
     cc_err_t err = {0};
-    cr_assert_eq(wsum_blocked(out, P, &src, K, scale, threads, &err), 0, "%s", err.msg);
+    cr_assert_eq(wsum_blocked(out, n, &src, K, scale, threads, &err), 0, "%s", err.msg);
     return out;
+}
+
+static float *s_sum_memory(const float *U, const float *scale, int threads) {
+    return s_sum_memory_n(U, P, scale, threads);
 }
 
 Test(wsum, equals_the_reference_for_any_thread_count) {
@@ -79,6 +91,62 @@ Test(wsum, journal_records_give_the_same_bits_and_short_ones_fail) {
     wsum_src_t src = {.journal = j, .recs = recs, .from = from};
     cr_expect_neq(wsum_blocked(got, P, &src, K, scale, 2, &err), 0, "a short record is an error");
     cr_log_info("short record: %s", err.msg);
+    journal_close(&j);
+    free(U), free(want), free(got);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* The coordinator's records (a zero run puts each vector at a 2 MiB-aligned offset) are
+ * mapped, and give the bits of the memory and pread paths; a record too short for its
+ * vector fails on the mapped path too. */
+Test(wsum, mapped_journal_records_give_the_same_bits) {
+    char dir[] = "/tmp/concord_wsum_XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/j", dir);
+    float *U = s_vectors_n(PM), scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
+    journal_t *j = NULL;
+    cc_err_t err = {0};
+    cr_assert_eq(journal_open(path, 0, &j, NULL, &err), 0, "%s", err.msg);
+    journal_record_t recs[K];
+    uint64_t from[K];
+    for (size_t k = 0; k < K; k++) {
+        const char *hdr = k % 2 ? "{\"type\":\"update\"}" : "{}"; /* different pads */
+        cr_assert_eq(wsum_record_append(j, hdr, U + k * PM, PM, NULL, &recs[k], &err), 0, "%s", err.msg);
+        from[k] = wsum_record_floats(&recs[k], (uint32_t)strlen(hdr));
+        cr_assert_eq((recs[k].offset + from[k]) % WSUM_MAP_ALIGN, 0);
+        cr_assert_eq(from[k] + PM * sizeof(float), recs[k].length);
+    }
+    float *want = s_sum_memory_n(U, PM, scale, 1), *got = malloc(PM * sizeof(float));
+    wsum_src_t src = {.journal = j, .recs = recs, .from = from};
+    cr_assert(wsum_maps(&src, K), "aligned vectors are mapped");
+    for (int threads = 1; threads <= 3; threads++) {
+        s_start(got, PM);
+        cr_assert_eq(wsum_blocked(got, PM, &src, K, scale, threads, &err), 0, "%s", err.msg);
+        cr_expect_eq(memcmp(got, want, PM * sizeof(float)), 0, "mapped journal differs (%d threads)", threads);
+    }
+    /* the same vectors in plain records (right after a 7-byte header: unaligned) are read
+     * with pread, with the same bits */
+    journal_record_t plain[K];
+    uint64_t plain_from[K];
+    for (size_t k = 0; k < K; k++) {
+        const void *parts[2] = {"header!", U + k * PM};
+        size_t lens[2] = {7, PM * sizeof(float)};
+        cr_assert_eq(journal_append(j, parts, lens, 2, &plain[k], &err), 0, "%s", err.msg);
+        plain_from[k] = 7;
+    }
+    wsum_src_t read_src = {.journal = j, .recs = plain, .from = plain_from};
+    cr_assert_not(wsum_maps(&read_src, K), "unaligned vectors are read, not mapped");
+    s_start(got, PM);
+    cr_assert_eq(wsum_blocked(got, PM, &read_src, K, scale, 2, &err), 0, "%s", err.msg);
+    cr_expect_eq(memcmp(got, want, PM * sizeof(float)), 0, "pread path differs");
+    /* a short record on the mapped path fails too, without SIGBUS */
+    journal_record_t short_rec = recs[4];
+    short_rec.length -= 8;
+    recs[4] = short_rec;
+    cr_assert_neq(wsum_blocked(got, PM, &src, K, scale, 2, &err), 0, "a short record is an error");
+    cr_log_info("short mapped record: %s", err.msg);
     journal_close(&j);
     free(U), free(want), free(got);
     char cmd[128];

@@ -270,8 +270,9 @@ static void s_usage(FILE *fp) {
             "             aggregate.c), timed from the end of the hash; the same with the row after\n"
             "             the hash (the previous close); then the new model's digest\n"
             "  fedavg     θ += w_k·Δ_k per update: from memory, and as the coordinator does it from\n"
-            "             the journal (page cache, whole-update reads), plus a column-blocked\n"
-            "             variant (not the coordinator's code) for comparison; then the digest\n"
+            "             the journal (page cache; the floats 2 MiB-aligned as persist.c writes\n"
+            "             them, so mapped 2 MiB at a time), on the close's threads and on 1;\n"
+            "             then the digest\n"
             "  numpy      bench/numpy_aggregate.py on the same updates and weights (--numpy)\n"
             "Each timing is the median of --repeat runs after one warm-up.\n\n"
             "  --clients K          updates (default 10)\n"
@@ -480,8 +481,9 @@ int bench_cmd_aggregate(int argc, char **argv) {
         json_object_set_new(jres, "fedce", jf);
         free(a.G), free(frame_buf);
     } else {
-        /* The journal: one "update" record per client (a small JSON header + Δ), as persist.c
-         * writes it; written before timing, so reads come from the page cache. */
+        /* The journal: one "update" record per client (a small JSON header, a zero run, Δ at a
+         * 2 MiB-aligned offset), written by persist.c's own wsum_record_append before timing,
+         * so reads come from the page cache. */
         char jpath[4096];
         cc_err_t err = {0};
         snprintf(jpath, sizeof jpath, "%s/concord-bench-agg-%ld.journal", jdir, (long)getpid());
@@ -493,11 +495,9 @@ int bench_cmd_aggregate(int argc, char **argv) {
             char hdr[256];
             uint32_t hl = (uint32_t)snprintf(hdr, sizeof hdr, "{\"type\":\"update\",\"client\":\"site%zu\",\"n_samples\":%llu,\"vectors\":1}",
                                              k + 1, (unsigned long long)a.n_samples[k]);
-            const void *pp[3] = {&hl, hdr, a.U + k * P};
-            size_t ll[3] = {sizeof hl, hl, P * sizeof(float)};
-            a.from[k] = sizeof hl + hl;
-            if (journal_append(a.journal, pp, ll, 3, &a.rec[k], &err))
+            if (wsum_record_append(a.journal, hdr, a.U + k * P, P, NULL, &a.rec[k], &err))
                 return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;
+            a.from[k] = wsum_record_floats(&a.rec[k], hl);
         }
         s_fedavg_weights(&a);
         /* memory / journal with the close's threads, and the journal on 1 thread */
@@ -519,13 +519,16 @@ int bench_cmd_aggregate(int argc, char **argv) {
         /* leave θ as the coordinator's path computes it, for the numpy check */
         memcpy(a.theta, a.theta0, P * sizeof(float));
         if (!rc) rc = s_stream(&a, 1, threads);
+        wsum_src_t jsrc = {.journal = a.journal, .recs = a.rec, .from = a.from};
+        int mapped = wsum_maps(&jsrc, K);
         journal_close(&a.journal);
         unlink(jpath);
         if (rc) return 1;
         agg_s = med[1]; /* the coordinator's path */
         close_s = agg_s + digest_s;
         json_t *jf = json_object();
-        printf("FedAvg close (θ += w_k·Δ_k over the K updates by blocks; rate = update bytes / time, vs read bandwidth %.2f GB/s):\n", bw);
+        printf("FedAvg close (θ += w_k·Δ_k over the K updates by blocks; rate = update bytes / time, vs read bandwidth %.2f GB/s;"
+               " journal %s):\n", bw, mapped ? "mapped 2 MiB at a time" : "read with pread");
         for (int variant = 0; variant < 3; variant++) {
             double rate = upd_bytes / med[variant] / 1e9;
             printf("  %-16s %8.2f ms  %6.2f GB/s  %5.1f%% of bandwidth%s\n", names[variant], med[variant] * 1e3, rate,
@@ -538,6 +541,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         printf("  paired (each close against a read pass just before it): median %.1f%% of bandwidth\n",
                100.0 * paired_fraction);
         json_object_set_new(jf, "close_with_digest_s", json_real(close_s));
+        json_object_set_new(jf, "journal_mapped", json_boolean(mapped));
         json_object_set_new(jf, "paired_fraction_of_bandwidth", json_real(paired_fraction));
         json_object_set_new(jres, "fedavg", jf);
     }

@@ -34,6 +34,7 @@
 #include "transport.h"
 #include "util.h"
 #include "wire.h"
+#include "wsum.h"
 
 int bench_cmd_ingest(int argc, char **argv);
 int bench_cmd_clients(int argc, char **argv);
@@ -206,12 +207,8 @@ static int s_full_handle(const s_ingest_t *g, transport_msg_t *msg, s_recv_state
                                 t - run->seconds, "vectors", (json_int_t)1, "data_score", 1.0, "has_score", 0,
                                 "upload_bytes", (json_int_t)(g->P * sizeof(float)));
         char *text = json_dumps(hdr, JSON_COMPACT);
-        uint32_t hlen = (uint32_t)strlen(text);
-        const void *parts[3] = {&hlen, text, frame};
-        size_t lens[3] = {sizeof hlen, hlen, g->P * sizeof(float)};
-        const uint8_t *digests[3] = {NULL, NULL, digest}; /* the frame is not hashed again */
-        journal_record_t rec;
-        if (journal_append_digested(j, parts, lens, digests, 3, &rec, &err) != 0) {
+        journal_record_t rec; /* the frame is not hashed again: its digest was verified */
+        if (wsum_record_append(j, text, frame, g->P, digest, &rec, &err) != 0) {
             fprintf(stderr, "concord-bench ingest: journal: %s\n", err.msg);
             ok = 0;
         }

@@ -46,7 +46,6 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -603,29 +602,16 @@ int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *b
 
 uint64_t journal_next_payload_offset(const journal_t *j) { return j->end + S_REC_HEAD; }
 
-int journal_map(journal_t *j, const journal_record_t *rec, size_t from, size_t len,
-                const void **out, cc_err_t *err) {
-    *out = NULL;
-    if (from > rec->length || len > rec->length - from || len == 0)
-        return cc_err_set(err, CC_ERR_ARG, "%s: map of [%zu, +%zu) beyond a record of %" PRIu32
-                          " bytes", j->path, from, len, rec->length);
-    uint64_t off = rec->offset + from;
+int journal_fd_upto(journal_t *j, uint64_t end, int *fd, cc_err_t *err) {
+    *fd = -1;
     struct stat st;
     if (fstat(j->fd, &st) != 0)
         return cc_err_set(err, CC_ERR_IO, "%s: stat failed: %s", j->path, strerror(errno));
-    if ((uint64_t)st.st_size < off + len) /* touching a page past the end would be SIGBUS */
-        return cc_err_set(err, CC_ERR_TRUNCATED, "%s: record at offset %" PRIu64 " is cut off",
-                          j->path, rec->offset);
-    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, j->fd, (off_t)off);
-    if (p == MAP_FAILED)
-        return cc_err_set(err, CC_ERR_IO, "%s: mmap at offset %" PRIu64 " failed: %s", j->path,
-                          off, strerror(errno));
-    *out = p;
+    if ((uint64_t)st.st_size < end) /* touching a mapped page past the end would be SIGBUS */
+        return cc_err_set(err, CC_ERR_TRUNCATED, "%s: %" PRIu64 " bytes, records reach byte %" PRIu64,
+                          j->path, (uint64_t)st.st_size, end);
+    *fd = j->fd;
     return 0;
-}
-
-void journal_unmap(const void *p, size_t len) {
-    if (p) munmap((void *)p, len);
 }
 
 int journal_reset(journal_t *j, uint64_t round, cc_err_t *err) {

@@ -15,7 +15,7 @@
  * has a hole there (no disk, no hashing; appends go at the end of the file, so no older
  * bytes lie under it), and replay checks that it reads as zeros. It lets a caller place a
  * later part at an aligned file offset (journal_next_payload_offset), e.g. an update's
- * floats at a 2 MiB boundary, which journal_map then maps as huge pages.
+ * floats at a 2 MiB boundary, which a mapping then gets as huge pages (journal_fd_upto).
  * The head tag makes a record's length trustworthy: a valid tag gives its extent, so
  * recovery never looks inside a payload for records; and only the journal's writer knows
  * the key, so no payload (clients' data) can carry a head that passes for a real one.
@@ -56,7 +56,7 @@
  *             journal_reset or a reopen: the tail is unknown, and a failed fsync is never
  *             retried (the kernel may have dropped the dirty pages). Replay on reopen cuts
  *             the partial record off (JOURNAL-2).
- * Records are read back by offset (pread, or mapped: journal_map), so the coordinator can
+ * Records are read back by offset (pread, or mapped: journal_fd_upto), so the coordinator can
  * stream them in client-id order without holding them all in memory. */
 #ifndef CONCORD_JOURNAL_H
 #define CONCORD_JOURNAL_H
@@ -149,15 +149,13 @@ int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *b
 /* The file offset the payload of the next append will start at: a caller aligns a part
  * of it by a zero run before it. */
 uint64_t journal_next_payload_offset(const journal_t *j);
-/* Maps len (> 0) bytes of a record's payload from byte `from` within it, read-only and
- * shared (MAP_POPULATE), into *out; rec->offset + from must be a multiple of the page size
- * (at a 2 MiB multiple the kernel can map the page cache's large folios whole). Release
- * with journal_unmap(*out, len). Errors as journal_read (a file shorter than the range is
- * TRUNCATED, checked first: touching a page past its end would be SIGBUS); mmap failing is
- * CC_ERR_IO. */
-int journal_map(journal_t *j, const journal_record_t *rec, size_t from, size_t len,
-                const void **out, cc_err_t *err) CC_WUR;
-void journal_unmap(const void *p, size_t len);
+/* The journal's file descriptor, for a caller that maps records' bytes itself (wsum.c and
+ * its helper process, sumproc.h), once the file is checked to hold its first `end` bytes
+ * (else TRUNCATED: touching a mapped page past the end of a file is SIGBUS). Read-only
+ * use; valid until journal_close or journal_reset. A record's bytes from `from` start at
+ * file offset rec->offset + from: at a 2 MiB multiple the kernel maps the page cache's
+ * large folios whole. */
+int journal_fd_upto(journal_t *j, uint64_t end, int *fd, cc_err_t *err) CC_WUR;
 /* Starts over for a new round: truncates the file and writes a fresh header. Also leaves
  * the failed state of JOURNAL-4. A reset to the journal's own round is fsync'ed at once; a
  * reset to another round becomes durable with the next journal_sync or synced append:

@@ -7,11 +7,13 @@
  * The block of out and the read buffer stay in cache, so each vector crosses memory once
  * and out once in all, and a journal is read 256 KiB at a time instead of P floats; or,
  * when every vector starts at a 2 MiB-aligned file offset (the coordinator's journal puts
- * them there), mapped 2 MiB at a time (journal_map: the page cache's large folios, no copy;
- * four vectors' windows per thread at a time, unmapped after, so RSS grows by 8 MiB a
- * thread; a vector's last, partial 2 MiB is read with pread). Blocks
- * are split between threads in contiguous ranges; each element's sum runs in the same order
- * whatever the thread count, with plain multiply and add (no FMA), so the result is the
+ * them there), mapped 2 MiB at a time (the page cache's large folios, no copy; four
+ * vectors' windows per thread at a time, unmapped after, so RSS grows by 8 MiB a thread;
+ * a vector's last, partial 2 MiB is read with pread). Blocks are split between threads in
+ * contiguous ranges, the last range going to a helper process (sumproc.h) when there is
+ * one and out is one of its shared buffers: its unmaps do not interrupt our CPU, as a
+ * second thread's would. Each element's sum runs in the same order whatever the thread
+ * count and wherever it runs, with plain multiply and add (no FMA), so the result is the
  * same bits on every run and every machine. */
 #ifndef CONCORD_WSUM_H
 #define CONCORD_WSUM_H
@@ -20,16 +22,23 @@
 #include <stdint.h>
 
 #include "journal.h"
+#include "sumproc.h"
 #include "util.h"
 
 /* Where the K vectors are: rows[k] (P floats in memory), or else bytes from[k] onwards of
- * journal record recs[k] (P floats, any alignment). */
+ * journal record recs[k] (P floats, any alignment). helper (may be NULL): a helper process
+ * that takes a share of a mapped journal sum whose out is one of its buffers. */
 typedef struct {
     const float *const *rows;
     journal_t *journal;
     const journal_record_t *recs;
     const uint64_t *from;
+    sumproc_t *helper;
 } wsum_src_t;
+
+/* Floats in the smallest share of a sum: a vector of at most this many is summed on one
+ * thread (and never by the helper process). */
+#define WSUM_MIN_SHARE 65536
 
 /* File offset alignment at which wsum_blocked maps the journal's vectors. */
 #define WSUM_MAP_ALIGN ((size_t)2 << 20)
@@ -48,9 +57,18 @@ int wsum_record_append(journal_t *j, const char *header, const void *floats, siz
                        const uint8_t *floats_digest, journal_record_t *rec, cc_err_t *err) CC_WUR;
 uint64_t wsum_record_floats(const journal_record_t *rec, uint32_t header_len);
 
-/* out (P) += Σ_k scale[k] · v_k with `threads` threads (1..8). A failed journal read is
- * returned (err set) and leaves out partly updated: callers sum into a scratch θ. */
+/* out (P) += Σ_k scale[k] · v_k with `threads` threads (1..8), or threads − 1 and the
+ * helper. A failed journal read, or the helper dying mid-sum (it is then gone for good:
+ * sumproc_alive), is returned (err set) and leaves out partly updated: callers sum into a
+ * scratch θ, and may start again from θ. */
 int wsum_blocked(float *out, size_t P, const wsum_src_t *src, size_t K, const float *scale, int threads,
                  cc_err_t *err) CC_WUR;
+
+/* The mapped path's work on one thread (and the helper's): out's floats [first, end) +=
+ * Σ_k scale[k] · v_k, v_k being P floats at byte offset at[k] (a multiple of
+ * WSUM_MAP_ALIGN) of file fd, which must hold them all (touching a mapped page past a
+ * file's end is SIGBUS); whole 2 MiB blocks mapped, the rest read. */
+int wsum_file_range(float *out, size_t P, int fd, const uint64_t *at, const float *scale, size_t K,
+                    size_t first, size_t end, cc_err_t *err) CC_WUR;
 
 #endif

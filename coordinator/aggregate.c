@@ -241,7 +241,8 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
 }
 
 /* θ += η_s Σ_k w_k Δ̃_k in client-id order (wsum.h: by column blocks, on agg_threads
- * threads), the updates taken in place from U (FedCE) or read from the journal (FedAvg). */
+ * threads, or agg_threads − 1 and the summing process), the updates taken in place from U
+ * (FedCE) or read from the journal (FedAvg). theta holds θ_t on entry. */
 static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *err) {
     size_t K = c->n_updates;
     uint64_t *from = cc_xcalloc(K + 1, sizeof *from);
@@ -255,8 +256,17 @@ static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *er
         if (c->U) rows[k] = c->U + c->updates[k].slot * c->P;
         else rc = s_vectors_from(c, &c->updates[k], &from[k], err);
     }
-    wsum_src_t src = {.rows = c->U ? rows : NULL, .journal = c->journal, .recs = recs, .from = from};
+    wsum_src_t src = {.rows = c->U ? rows : NULL, .journal = c->journal, .recs = recs, .from = from,
+                      .helper = c->sumproc};
     if (!rc) rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
+    if (c->sumproc && !sumproc_alive(c->sumproc) && !c->sumproc_lost) {
+        /* Found gone: before this sum (which then ran here whole) or during it (which
+         * starts again, here). Its buffers stay mapped: θ may live in one. */
+        c->sumproc_lost = 1;
+        cc_log_warn("sum_process_gone", "round=%llu pid=%d during_sum=%d reason=\"%s\" action=\"summing on threads from now on\"",
+                    (unsigned long long)c->round, (int)sumproc_pid(c->sumproc), rc != 0, rc ? err->msg : "it had exited");
+        if (rc) memcpy(theta, c->params, c->P * sizeof(float)), rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
+    }
     free(from), free(rows), free(recs), free(scale);
     return rc;
 }
@@ -346,7 +356,7 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
         for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
     }
-    float *theta = cc_xalloc_floats(c->P);
+    float *theta = coord_theta_alloc(c);
     memcpy(theta, c->params, c->P * sizeof(float));
     if (!rc && !c->robust && c->per_class != 3) {
         rc = s_stream_into(c, weights, theta, err);
@@ -361,7 +371,7 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         coord_params_replace(c, theta);
         wire_digest_floats(c->digest, c->params, c->P);
     } else {
-        free(theta);
+        coord_theta_free(c->sumproc, theta);
     }
     for (size_t k = c->n_updates; k < all; k++) weights[k] = 0.0;
     c->n_updates = all; /* the history and the ledger list every accepted update */

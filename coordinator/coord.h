@@ -36,6 +36,7 @@
 #include "identity.h"
 #include "journal.h"
 #include "model.h"
+#include "sumproc.h"
 #include "transport.h"
 
 typedef enum { COORD_WAITING, COORD_STATS, COORD_TRAINING, COORD_EXTENDED, COORD_DONE } coord_state_t;
@@ -181,6 +182,9 @@ typedef struct {
     double upload_grant_s;     /* [federation] upload_grant_s */
     int io_threads;            /* [federation] io_threads */
     int agg_threads;           /* [aggregation] threads of the close's weighted sum */
+    sumproc_t *sumproc;        /* [aggregation] sum_process: the FedAvg close's helper process
+                                * (sumproc.h), whose shared buffers hold θ; or NULL */
+    int sumproc_lost;          /* it died (logged once; closes sum on threads since) */
 
     /* evaluation */
     dataset_t *test;           /* optional held-out evaluation set (raw features) */
@@ -242,9 +246,14 @@ int coord_tasks_queued(const coord_t *c);
 void coord_begin_training(coord_t *c);
 /* Freezes the current θ, standardiser and targets into a new task snapshot. */
 void coord_snapshot_refresh(coord_t *c);
-/* Makes theta (malloc'ed, P floats) the new θ; the old one is freed, or left to the
+/* Makes theta (coord_theta_alloc'ed) the new θ; the old one is freed, or left to the
  * snapshot that froze it. */
 void coord_params_replace(coord_t *c, float *theta);
+/* A buffer for a new θ (P floats): one of the summing process's shared buffers when one is
+ * free (the FedAvg close then sums a share there), else malloc'ed. Freed with
+ * coord_theta_free (thread-safe: ZeroMQ's I/O thread frees θ_t with the snapshot). */
+float *coord_theta_alloc(coord_t *c);
+void coord_theta_free(sumproc_t *pool, float *theta);
 /* FedCE's Gram matrix, a row per accepted update (aggregate.c, whose top comment draws the
  * flow). add: the serial path, for the update just accepted into slot (counted in
  * n_updates, its row of U filled), e.g. at a journal replay. */

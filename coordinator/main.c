@@ -25,6 +25,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "syncer.h"
+#include "wsum.h"
 
 static volatile sig_atomic_t s_signal, s_hangup;
 static void s_on_signal(int sig) { s_signal = sig; }
@@ -65,6 +66,7 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "training.weight_decay", "0", "L2 weight decay");
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
     config_declare(cfg, "aggregation.threads", "2", "threads summing the updates at round close (1-8; the result is the same bits)");
+    config_declare(cfg, "aggregation.sum_process", "true", "FedAvg: one of those shares is summed in a helper process, which reads the journal faster than a second thread (docs/operations.md)");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
     config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
     config_declare(cfg, "aggregation.max_norm_ratio", "0", "leave out updates whose norm exceeds this multiple of the round's median update norm (0: off)");
@@ -599,6 +601,35 @@ static void s_alloc_round_state(coord_t *c) {
     }
 }
 
+/* The summing process (sumproc.h) is forked at start-up while the heap is small; once the
+ * model and the aggregation are known it gets its θ buffers, or is stopped when the close
+ * would not use it (FedCE sums from memory; robust and per-class federation mode sum
+ * otherwise; one thread means no second share). */
+static void s_sum_process_start(coord_t *c) {
+    int on = 0;
+    cc_err_t err = {0};
+    if (config_get_bool(c->cfg, "aggregation.sum_process", &on, &err) || !on) return;
+    if (!(c->sumproc = sumproc_start(&err)))
+        cc_log_warn("sum_process_failed", "reason=\"%s\" action=\"summing on threads\"", err.msg);
+}
+
+static void s_sum_process_ready(coord_t *c) {
+    const char *unused = c->fedce ? "weighting is fedce (sums from memory)"
+                         : c->robust ? "a robust aggregate"
+                         : c->per_class == 3 ? "per_class mode is federation"
+                         : c->agg_threads < 2 ? "aggregation threads = 1"
+                         : c->P <= WSUM_MIN_SHARE ? "the model is too small to split" : NULL;
+    cc_err_t err = {0};
+    if (!c->sumproc) return;
+    if (!unused && sumproc_buffers(c->sumproc, c->P, &err) == 0) {
+        cc_log_info("sum_process", "pid=%d params=%zu", (int)sumproc_pid(c->sumproc), c->P);
+        return;
+    }
+    if (unused) cc_log_info("sum_process_unused", "reason=\"%s\"", unused);
+    else cc_log_warn("sum_process_failed", "reason=\"%s\" action=\"summing on threads\"", err.msg);
+    sumproc_stop(&c->sumproc);
+}
+
 static void s_teardown(coord_t *c) {
     coord_http_stop();
     if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
@@ -626,12 +657,17 @@ static void s_teardown(coord_t *c) {
     free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
     free(c->gram);
     coord_minus_release(&c->minus);
+    if (c->sumproc)
+        cc_log_info("sum_process_stopped", "pid=%d shares=%zu lost=%d", (int)sumproc_pid(c->sumproc),
+                    sumproc_shares(c->sumproc), c->sumproc_lost);
+    sumproc_stop(&c->sumproc); /* last: θ may have lived in its buffers */
 }
 
 static int s_run(coord_t *c, s_paths_t *p) {
     cc_err_t err = {0};
     int rc = s_settings(c, &err);
     rc = rc ? rc : s_model_spec(c, &err);
+    if (!rc) s_sum_process_ready(c);
     rc = rc ? rc : s_paths(c, p, &err);
     rc = rc ? rc : s_load_test(c, p, &err);
     rc = rc ? rc : s_network(c, p, &err);
@@ -693,6 +729,7 @@ int main(int argc, char **argv) {
     /* Past a file size limit (ulimit -f) a write then fails with EFBIG and is handled like a
      * full disk, instead of the signal killing the daemon mid-write. */
     signal(SIGXFSZ, SIG_IGN);
+    s_sum_process_start(&c);
     s_paths_t p = {0};
     rc = s_run(&c, &p);
     s_teardown(&c);

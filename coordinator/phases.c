@@ -54,6 +54,7 @@ struct coord_snapshot {
     size_t n_sections; /* SEC_ALIGN_G when alignment is off: the targets are not copied */
     uint8_t digest[SEC_COUNT][WIRE_DIGEST_BYTES]; /* of each section, hashed once */
     struct coord_minus *minus; /* a reference: the θ⁻_k frames point into it (minus.c) */
+    sumproc_t *pool;           /* where theta goes back to (coord_theta_free) */
     int refs;      /* the coordinator's own + one per frame queued in ZeroMQ */
 };
 
@@ -62,7 +63,7 @@ static void s_snapshot_release(void *data, void *hint) {
     struct coord_snapshot *s = hint;
     if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         if (s->parent) s_snapshot_release(NULL, s->parent);
-        else free(s->theta);
+        else coord_theta_free(s->pool, s->theta);
         coord_minus_release(&s->minus);
         free(s->extra);
         free(s);
@@ -91,6 +92,7 @@ void coord_snapshot_refresh(coord_t *c) {
     s->P = c->P, s->d = (size_t)c->spec.n_inputs, s->L = c->L, s->refs = 1;
     s->n_sections = c->align_variants ? SEC_COUNT : SEC_ALIGN_G;
     s->theta = c->params;
+    s->pool = c->sumproc;
     s->minus = coord_minus_ref(c->minus);
     if (c->params_frozen && old) s->parent = old; /* inherits the coordinator's reference */
     else s_snapshot_drop(c);
@@ -115,8 +117,17 @@ void coord_snapshot_refresh(coord_t *c) {
     c->snap = s;
 }
 
+float *coord_theta_alloc(coord_t *c) {
+    float *theta = sumproc_take(c->sumproc);
+    return theta ? theta : cc_xalloc_floats(c->P);
+}
+
+void coord_theta_free(sumproc_t *pool, float *theta) {
+    if (!sumproc_give(pool, theta)) free(theta);
+}
+
 void coord_params_replace(coord_t *c, float *theta) {
-    if (!c->params_frozen) free(c->params);
+    if (!c->params_frozen) coord_theta_free(c->sumproc, c->params);
     c->params = theta;
     c->params_frozen = 0;
     s_snapshot_drop(c); /* θ_t is freed once ZeroMQ has sent its last frame */
@@ -124,7 +135,7 @@ void coord_params_replace(coord_t *c, float *theta) {
 
 void coord_params_free(coord_t *c) {
     s_snapshot_drop(c);
-    if (!c->params_frozen) free(c->params);
+    if (!c->params_frozen) coord_theta_free(c->sumproc, c->params);
     c->params = NULL;
 }
 

@@ -6,6 +6,8 @@
 #     is bit-identical to an uninterrupted run with the same seed (also with every upload
 #     waiting for its grant, and with plain FedCE, whose Gram rows the restart rebuilds
 #     serially where the uninterrupted run computed them while each update was verified).
+#     The FedAvg closes sum a share in the coordinator's summing process; killed, it is
+#     noticed at the next close, which sums on threads, and the model is the same bits.
 #  C. kill -9 of one client mid-round: the round closes at its deadline with the others
 #     (quorum); the client restarts and rejoins a later round.
 set -euo pipefail
@@ -99,6 +101,47 @@ run_b() {
   echo "B/$label: resumed run's final model is bit-identical to the uninterrupted one ($ref)"
 }
 run_b fedavg
+# The summing process (aggregation.sum_process) takes a share of each FedAvg close once the
+# model is large enough to split (thyroid's default MLP is not: it is stopped). With a wider
+# MLP (275k parameters), a run with it and a run on threads only end in the same bits; and
+# killed while round 1 waits for site3, it is noticed at that close, which sums on threads,
+# and the final model is still the same bits.
+grep -q 'event=sum_process_unused reason="the model is too small to split"' "$tmp/fedavg-ref/logs/coordinator.log" ||
+  fail "B/sum_process: a 2k-parameter model kept its summing process"
+printf '[model]\narch = mlp:512,512\n' >"$tmp/wide.ini"
+{ cat "$tmp/wide.ini"; printf '[aggregation]\nsum_process = false\n'; } >"$tmp/wide-threads.ini"
+sp_common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 1
+           --split dirichlet:1.0 --seed 11)
+for v in wide wide-threads; do
+  "$build/concord-sim" "${sp_common[@]}" --config "$tmp/$v.ini" --workdir "$tmp/sp-$v" >"$tmp/sp-$v.out" 2>&1 ||
+    { cat "$tmp/sp-$v.out"; fail "B/sum_process: run $v"; }
+done
+grep -q "event=sum_process_stopped pid=[0-9]* shares=4 lost=0" "$tmp/sp-wide/logs/coordinator.log" ||
+  fail "B/sum_process: the summing process did not take a share of each of the 4 closes"
+! grep -q "event=sum_process " "$tmp/sp-wide-threads/logs/coordinator.log" || fail "B/sum_process: sum_process = false still forked one"
+cmp "$tmp/sp-wide/final-model.ckpt" "$tmp/sp-wide-threads/final-model.ckpt" ||
+  fail "B/sum_process: the summing process and threads alone end in different models"
+sp=$tmp/sp-killed
+"$build/concord-sim" "${sp_common[@]}" --config "$tmp/wide.ini" --workdir "$sp" --prepare-only >/dev/null
+"$build/concord-coordinator" --config "$sp/configs/coordinator.ini" --config "$tmp/wide.ini" >>"$sp/logs/coordinator.log" 2>&1 &
+coord=$!; pids+=("$coord")
+declare -A spid
+for s in site1 site2 site3; do
+  extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)
+  "$build/concord-client" --config "$sp/configs/$s.ini" "${extra[@]}" >>"$sp/logs/$s.log" 2>&1 &
+  spid[$s]=$!; pids+=("${spid[$s]}")
+done
+wait_for 'grep -q "test_stop round=1" "$sp/logs/site3.log"' 30
+helper=$(pgrep -P "$coord" || true)
+[ -n "$helper" ] || fail "B/sum_process: the coordinator has no child process"
+kill -9 "$helper"
+kill -CONT "${spid[site3]}"
+wait_for '! kill -0 "$coord" 2>/dev/null' 90
+wait "$coord" || fail "B/sum_process: the coordinator exited with an error after its summing process died"
+grep -q "event=sum_process_gone round=1" "$sp/logs/coordinator.log" ||
+  fail "B/sum_process: the lost summing process was not noticed at round 1's close"
+cmp "$tmp/sp-wide/final-model.ckpt" "$sp/final-model.ckpt" || fail "B/sum_process: final model differs after the summing process died"
+echo "B/sum_process: 4 shares summed by it, the same bits as threads alone; killed before round 1's close, noticed, same final model"
 # Upload flow control: with room for one update in flight, every hospital sends UploadReady
 # and waits for its grant, across the crash and restart too; the result is the same model.
 printf '[federation]\nupload_window_mb = 0\n' >"$tmp/grants.ini"

@@ -16,7 +16,7 @@
  * replay (a flipped byte in one is torn when last, CORRUPT when followed), and are never
  * hashed on append (a wrong digest is accepted, and the record rejected on replay). Zero
  * runs: left as a hole that aligns the next part (2 MiB), laid out as documented, read back
- * as zeros and mapped by journal_map; a non-zero byte in one is torn when last, CORRUPT
+ * as zeros and mapped (journal_fd_upto); a non-zero byte in one is torn when last, CORRUPT
  * when followed; a cut inside or after the hole, a head that never landed while the bytes
  * after the hole did, and a crash half-way through such an append are torn tails. */
 #include <criterion/criterion.h>
@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1027,15 +1028,18 @@ Test(journal, zero_run_is_a_hole_in_the_documented_layout) {
     cr_assert_eq(journal_read(j, &r.records[1], 0, back, z.n, &err), 0, "%s", err.msg);
     cr_assert_eq(memcmp(back, z.payload, z.n), 0);
     s_expect_record(j, &r.records[2], s_recs[2]);
-    /* journal_map: the floats at their aligned offset; an unaligned or oversized one fails */
-    const void *m = NULL;
+    /* journal_fd_upto: the floats mapped at their aligned offset; a file too short fails */
     size_t fl = z.floats - z.rec.offset, flen = S_ZF * sizeof(float);
-    cr_assert_eq(journal_map(j, &r.records[1], fl, flen, &m, &err), 0, "%s", err.msg);
+    int fd = -1;
+    cr_assert_eq(journal_fd_upto(j, z.floats + flen, &fd, &err), 0, "%s", err.msg);
+    void *m = mmap(NULL, flen, PROT_READ, MAP_SHARED, fd, (off_t)z.floats);
+    cr_assert_neq(m, MAP_FAILED);
     cr_assert_eq(memcmp(m, z.payload + fl, flen), 0);
-    journal_unmap(m, flen);
-    cr_assert_eq(journal_map(j, &r.records[1], fl + 4, flen - 4, &m, &err), CC_ERR_IO);
-    cr_assert_eq(journal_map(j, &r.records[1], fl, flen + 8, &m, &err), CC_ERR_ARG);
-    cr_assert_null(m);
+    munmap(m, flen);
+    struct stat fst;
+    cr_assert_eq(fstat(fd, &fst), 0);
+    cr_assert_eq(journal_fd_upto(j, (uint64_t)fst.st_size + 1, &fd, &err), CC_ERR_TRUNCATED);
+    cr_assert_eq(fd, -1);
     journal_replay_free(&r);
     journal_close(&j);
     /* The same bytes from the independent encoder: the run's trailer entry has 32 zero

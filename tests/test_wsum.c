@@ -5,8 +5,11 @@
  * (pread) or mapped from them (the coordinator's records, wsum_record_append: floats at
  * 2 MiB-aligned offsets; more than one 2 MiB block, the last one short). Rejection: a
  * record shorter than the vector fails with an error instead of summing garbage, on both
- * journal paths. */
+ * journal paths. The helper process (sumproc.h) gives the same bits, and its death, before
+ * or during a sum, is handled. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include "journal.h"
 #include "rng.h"
+#include "sumproc.h"
 #include "wsum.h"
 
 enum { K = 5, P = 32768 * 2 + 1234, PM = 512 * 1024 * 2 + 1234 /* floats: 2 blocks of 2 MiB and a bit */ };
@@ -101,16 +105,14 @@ Test(wsum, journal_records_give_the_same_bits_and_short_ones_fail) {
 /* The coordinator's records (a zero run puts each vector at a 2 MiB-aligned offset) are
  * mapped, and give the bits of the memory and pread paths; a record too short for its
  * vector fails on the mapped path too. */
-Test(wsum, mapped_journal_records_give_the_same_bits) {
-    char dir[] = "/tmp/concord_wsum_XXXXXX", path[64];
+/* A journal in dir holding U's K vectors (PM floats) in the coordinator's records. */
+static journal_t *s_mapped_journal(char *dir, const float *U, journal_record_t *recs, uint64_t *from) {
+    char path[64];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/j", dir);
-    float *U = s_vectors_n(PM), scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
     journal_t *j = NULL;
     cc_err_t err = {0};
     cr_assert_eq(journal_open(path, 0, &j, NULL, &err), 0, "%s", err.msg);
-    journal_record_t recs[K];
-    uint64_t from[K];
     for (size_t k = 0; k < K; k++) {
         const char *hdr = k % 2 ? "{\"type\":\"update\"}" : "{}"; /* different pads */
         cr_assert_eq(wsum_record_append(j, hdr, U + k * PM, PM, NULL, &recs[k], &err), 0, "%s", err.msg);
@@ -118,6 +120,22 @@ Test(wsum, mapped_journal_records_give_the_same_bits) {
         cr_assert_eq((recs[k].offset + from[k]) % WSUM_MAP_ALIGN, 0);
         cr_assert_eq(from[k] + PM * sizeof(float), recs[k].length);
     }
+    return j;
+}
+
+static void s_remove_dir(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+Test(wsum, mapped_journal_records_give_the_same_bits) {
+    char dir[] = "/tmp/concord_wsum_XXXXXX";
+    float *U = s_vectors_n(PM), scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
+    journal_record_t recs[K];
+    uint64_t from[K];
+    journal_t *j = s_mapped_journal(dir, U, recs, from);
+    cc_err_t err = {0};
     float *want = s_sum_memory_n(U, PM, scale, 1), *got = malloc(PM * sizeof(float));
     wsum_src_t src = {.journal = j, .recs = recs, .from = from};
     cr_assert(wsum_maps(&src, K), "aligned vectors are mapped");
@@ -149,7 +167,68 @@ Test(wsum, mapped_journal_records_give_the_same_bits) {
     cr_log_info("short mapped record: %s", err.msg);
     journal_close(&j);
     free(U), free(want), free(got);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_expect_eq(system(cmd), 0);
+    s_remove_dir(dir);
+}
+
+/* The helper process (sumproc.h) sums the last share of a mapped sum into a shared θ
+ * buffer with the same bits; it takes no share of an out that is not its buffer; once
+ * killed, sums run here, with the same bits; killed mid-sum, the sum fails and the helper
+ * is gone; an error inside the helper comes back as an error. */
+Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
+    char dir[] = "/tmp/concord_wsum_XXXXXX";
+    float *U = s_vectors_n(PM), scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
+    journal_record_t recs[K];
+    uint64_t from[K];
+    journal_t *j = s_mapped_journal(dir, U, recs, from);
+    cc_err_t err = {0};
+    sumproc_t *h = sumproc_start(&err);
+    cr_assert_not_null(h, "%s", err.msg);
+    cr_assert_eq(sumproc_buffers(h, PM, &err), 0, "%s", err.msg);
+    float *a = sumproc_take(h), *b = sumproc_take(h);
+    cr_assert(a && b && a != b, "two shared buffers");
+    cr_assert_null(sumproc_take(h), "only two");
+    cr_assert(sumproc_give(h, b));
+    cr_assert_eq(sumproc_take(h), b, "a buffer given back is taken again");
+    float *want = s_sum_memory_n(U, PM, scale, 1), *plain = malloc(PM * sizeof(float));
+    cr_assert_not(sumproc_give(h, plain), "not one of its buffers");
+    wsum_src_t src = {.journal = j, .recs = recs, .from = from, .helper = h};
+    for (int threads = 2; threads <= 3; threads++) {
+        s_start(a, PM);
+        size_t before = sumproc_shares(h);
+        cr_assert_eq(wsum_blocked(a, PM, &src, K, scale, threads, &err), 0, "%s", err.msg);
+        cr_expect_eq(sumproc_shares(h), before + 1, "the helper took a share (%d threads)", threads);
+        cr_expect_eq(memcmp(a, want, PM * sizeof(float)), 0, "helper's sum differs (%d threads)", threads);
+    }
+    s_start(plain, PM);
+    cr_assert_eq(wsum_blocked(plain, PM, &src, K, scale, 2, &err), 0, "%s", err.msg);
+    cr_expect_eq(sumproc_shares(h), 2, "no share of a private out");
+    cr_expect_eq(memcmp(plain, want, PM * sizeof(float)), 0);
+    /* an error inside the helper (a directory cannot be mapped) comes back; it lives on */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    uint64_t at[K] = {0};
+    cr_assert_eq(sumproc_send(h, a, PM, dfd, at, scale, K, 0, 1, &err), 0, "%s", err.msg);
+    cr_expect_neq(sumproc_wait(h, &err), 0, "mapping a directory fails");
+    cr_log_info("helper's error: %s", err.msg);
+    cr_expect(sumproc_alive(h));
+    close(dfd);
+    /* killed while it holds a request: the wait fails and the helper is gone */
+    cr_assert_eq(kill(sumproc_pid(h), SIGSTOP), 0);
+    uint64_t at0[K];
+    for (size_t k = 0; k < K; k++) at0[k] = recs[k].offset + from[k];
+    int fd = -1;
+    cr_assert_eq(journal_fd_upto(j, 0, &fd, &err), 0, "%s", err.msg);
+    cr_assert_eq(sumproc_send(h, a, PM, fd, at0, scale, K, 1, 2, &err), 0, "%s", err.msg);
+    cr_assert_eq(kill(sumproc_pid(h), SIGKILL), 0);
+    cr_expect_eq(sumproc_wait(h, &err), CC_ERR_IO);
+    cr_log_info("helper killed: %s", err.msg);
+    cr_expect_not(sumproc_alive(h));
+    /* gone: the whole sum runs here, with the same bits */
+    s_start(a, PM);
+    cr_assert_eq(wsum_blocked(a, PM, &src, K, scale, 2, &err), 0, "%s", err.msg);
+    cr_expect_eq(memcmp(a, want, PM * sizeof(float)), 0, "sum after the helper died differs");
+    sumproc_stop(&h);
+    cr_expect_null(h);
+    journal_close(&j);
+    free(U), free(want), free(plain);
+    s_remove_dir(dir);
 }

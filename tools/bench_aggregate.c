@@ -25,6 +25,7 @@
 #include "rng.h"
 #include "util.h"
 #include "wire.h"
+#include "sumproc.h"
 #include "wsum.h"
 
 int bench_cmd_aggregate(int argc, char **argv);
@@ -101,6 +102,7 @@ typedef struct {
     size_t K, P;
     float *U;              /* (K, P) the round's updates, slots in client-id order */
     float *theta, *theta0; /* (P) θ, and θ_t to restart every repetition from */
+    sumproc_t *helper;     /* FedAvg: the coordinator's summing process; θ is its buffer */
     uint64_t *n_samples;   /* (K) */
     double *w;             /* (K) weights of the last close */
     float *G;              /* (K, K) FedCE's Gram matrix, built as the updates "arrive" */
@@ -133,12 +135,14 @@ static void *s_early_row(void *arg) {
     return NULL;
 }
 
-/* θ += η_s w_k Δ_k (coordinator/aggregate.c s_stream_into): from U, or from the journal. */
-static int s_stream(s_agg_t *a, int from_journal, int threads) {
+/* θ += η_s w_k Δ_k (coordinator/aggregate.c s_stream_into): from U, or from the journal
+ * (with the helper process when there is one and with_helper is set). */
+static int s_stream(s_agg_t *a, int from_journal, int threads, int with_helper) {
     const float **rows = cc_xcalloc(a->K, sizeof *rows);
     float *scale = cc_xcalloc(a->K, sizeof *scale);
     for (size_t k = 0; k < a->K; k++) rows[k] = a->U + k * a->P, scale[k] = (float)(a->server_lr * a->w[k]);
-    wsum_src_t src = {.rows = from_journal ? NULL : rows, .journal = a->journal, .recs = a->rec, .from = a->from};
+    wsum_src_t src = {.rows = from_journal ? NULL : rows, .journal = a->journal, .recs = a->rec, .from = a->from,
+                      .helper = with_helper ? a->helper : NULL};
     cc_err_t err = {0};
     int rc = wsum_blocked(a->theta, a->P, &src, a->K, scale, threads, &err);
     if (rc) fprintf(stderr, "concord-bench aggregate: %s\n", err.msg);
@@ -161,7 +165,7 @@ static int s_weights_and_sum(s_agg_t *a, double t[2]) {
     if (!rc && K >= 2) fedce_cos_gram(cos, a->G, K, rows, coef, K);
     if (!rc) rc = fedce_round_weights(a->w, ak, reg, K, part, K, cos, b, FEDCE_PLUS, &err);
     double t1 = cc_now();
-    if (!rc) rc = s_stream(a, 0, a->threads);
+    if (!rc) rc = s_stream(a, 0, a->threads, 0);
     t[0] = t1 - t0, t[1] = cc_now() - t1;
     free(reg), free(part), free(rows), free(coef), free(cos), free(ak), free(b);
     if (rc && err.msg[0]) fprintf(stderr, "concord-bench aggregate: FedCE: %s\n", err.msg);
@@ -348,9 +352,14 @@ int bench_cmd_aggregate(int argc, char **argv) {
     /* The updates (small values, as real Δs), θ, and buffers, all touched before timing. */
     cc_rng_t rng;
     cc_rng_seed(&rng, 11);
+    if (!fedce && threads >= 2) { /* forked now, while this process is small, as the coordinator does */
+        cc_err_t err = {0};
+        if (!(a.helper = sumproc_start(&err)) || sumproc_buffers(a.helper, P, &err))
+            return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;
+    }
     a.U = cc_xalloc_floats(KP);
     for (size_t i = 0; i < KP; i++) a.U[i] = (float)(1e-3 * (2.0 * cc_rng_uniform(&rng) - 1.0));
-    a.theta = cc_xalloc_floats(P), a.theta0 = cc_xalloc_floats(P);
+    a.theta = a.helper ? sumproc_take(a.helper) : cc_xalloc_floats(P), a.theta0 = cc_xalloc_floats(P);
     for (size_t i = 0; i < P; i++) a.theta0[i] = (float)(0.1 * (2.0 * cc_rng_uniform(&rng) - 1.0));
     memcpy(a.theta, a.theta0, P * sizeof(float));
     a.n_samples = cc_xcalloc(K, sizeof *a.n_samples);
@@ -500,15 +509,16 @@ int bench_cmd_aggregate(int argc, char **argv) {
             a.from[k] = wsum_record_floats(&a.rec[k], hl);
         }
         s_fedavg_weights(&a);
-        /* memory / journal with the close's threads, and the journal on 1 thread */
-        const char *names[3] = {"memory", "journal", "journal_1thread"};
-        double med[3], *paired = cc_xcalloc((size_t)repeat, sizeof *paired);
-        for (int variant = 0; variant < 3 && !rc; variant++) {
+        /* memory / journal as the coordinator sums it (its threads and its helper process) /
+         * journal on threads alone / journal on 1 thread */
+        const char *names[4] = {"memory", "journal", "journal_threads", "journal_1thread"};
+        double med[4], *paired = cc_xcalloc((size_t)repeat, sizeof *paired);
+        for (int variant = 0; variant < 4 && !rc; variant++) {
             for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
                 memcpy(a.theta, a.theta0, P * sizeof(float));
                 double pass_now = variant == 1 ? s_pass_now(a.U, KP, &sink) : 0.0;
                 double t0 = cc_now();
-                rc = s_stream(&a, variant >= 1, variant == 2 ? 1 : threads);
+                rc = s_stream(&a, variant >= 1, variant == 3 ? 1 : threads, variant == 1);
                 if (r >= 0) tt[r] = cc_now() - t0;
                 if (r >= 0 && variant == 1) paired[r] = pass_now / tt[r];
             }
@@ -518,7 +528,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         free(paired);
         /* leave θ as the coordinator's path computes it, for the numpy check */
         memcpy(a.theta, a.theta0, P * sizeof(float));
-        if (!rc) rc = s_stream(&a, 1, threads);
+        if (!rc) rc = s_stream(&a, 1, threads, 1);
         wsum_src_t jsrc = {.journal = a.journal, .recs = a.rec, .from = a.from};
         int mapped = wsum_maps(&jsrc, K);
         journal_close(&a.journal);
@@ -528,8 +538,9 @@ int bench_cmd_aggregate(int argc, char **argv) {
         close_s = agg_s + digest_s;
         json_t *jf = json_object();
         printf("FedAvg close (θ += w_k·Δ_k over the K updates by blocks; rate = update bytes / time, vs read bandwidth %.2f GB/s;"
-               " journal %s):\n", bw, mapped ? "mapped 2 MiB at a time" : "read with pread");
-        for (int variant = 0; variant < 3; variant++) {
+               " journal %s; %s):\n", bw, mapped ? "mapped 2 MiB at a time" : "read with pread",
+               sumproc_alive(a.helper) ? "the coordinator's path sums a share in its helper process" : "no helper process");
+        for (int variant = 0; variant < 4; variant++) {
             double rate = upd_bytes / med[variant] / 1e9;
             printf("  %-16s %8.2f ms  %6.2f GB/s  %5.1f%% of bandwidth%s\n", names[variant], med[variant] * 1e3, rate,
                    100.0 * rate / bw, variant == 1 ? "   <- the coordinator's code path" : "");
@@ -542,6 +553,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
                100.0 * paired_fraction);
         json_object_set_new(jf, "close_with_digest_s", json_real(close_s));
         json_object_set_new(jf, "journal_mapped", json_boolean(mapped));
+        json_object_set_new(jf, "helper_process", json_boolean(sumproc_alive(a.helper)));
         json_object_set_new(jf, "paired_fraction_of_bandwidth", json_real(paired_fraction));
         json_object_set_new(jres, "fedavg", jf);
     }
@@ -584,6 +596,8 @@ int bench_cmd_aggregate(int argc, char **argv) {
     json_decref(jres);
     if (np) json_decref(np);
     (void)sink;
-    free(tt), free(a.U), free(a.theta), free(a.theta0), free(a.n_samples), free(a.w), free(a.rec), free(a.from);
+    if (!sumproc_give(a.helper, a.theta)) free(a.theta);
+    sumproc_stop(&a.helper);
+    free(tt), free(a.U), free(a.theta0), free(a.n_samples), free(a.w), free(a.rec), free(a.from);
     return 0;
 }

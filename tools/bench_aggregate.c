@@ -87,13 +87,19 @@ static double s_pass(const float *src, float *dst, size_t n, int T, int copy, fl
     return el;
 }
 
+/* Memory bandwidth is measured on at least S_BW_MIN floats (256 MiB, 8 times the 32 MiB L3):
+ * a pass over fewer (K = 10, P = 1M is 40 MB) would partly run from the cache, which the
+ * close, reading the journal's page cache, does not. */
+#define S_BW_MIN ((size_t)64 << 20)
+
 /* The bandwidth of this VM drifts by tens of percent within minutes, so besides the run's
- * bandwidth measured up front, every timed close is paired with a read pass over the same
- * K·P floats just before it (best of 1 and 2 threads): the paired figure is the median of
- * the per-repetition ratios close / pass, which the drift affects far less. */
-static double s_pass_now(const float *U, size_t KP, float *sink) {
-    double t1 = s_pass(U, NULL, KP, 1, 0, sink), t2 = s_pass(U, NULL, KP, 2, 0, sink);
-    return t1 < t2 ? t1 : t2;
+ * bandwidth measured up front, every timed close is paired with a read pass just before it
+ * (best of 1 and 2 threads) over the n floats of buf (the updates, or the bandwidth buffer
+ * when they are fewer than S_BW_MIN), scaled to KP floats: the paired figure is the median
+ * of the per-repetition ratios close / pass, which the drift affects far less. */
+static double s_pass_now(const float *buf, size_t n, size_t KP, float *sink) {
+    double t1 = s_pass(buf, NULL, n, 1, 0, sink), t2 = s_pass(buf, NULL, n, 2, 0, sink);
+    return (t1 < t2 ? t1 : t2) * (double)KP / (double)n;
 }
 
 /* ---- the coordinator's close path (coordinator/aggregate.c) -------------------------------- */
@@ -268,15 +274,17 @@ static void s_usage(FILE *fp) {
             "Usage: concord-bench aggregate --clients K --params P --weighting fedavg|fedce [options]\n"
             "Times the coordinator's round-close aggregation on K in-memory updates of P floats and\n"
             "compares it, in the same run, with the machine's memory bandwidth and with numpy:\n"
-            "  bandwidth  a read pass (sum) over the K·P floats, 1 thread and 2 threads, and a copy\n"
+            "  bandwidth  a read pass (sum) over the K·P floats, or 256 MiB when they are fewer (a\n"
+            "             smaller pass runs partly from the L3 cache), 1 and 2 threads; and a copy\n"
             "  fedce      the last update's Gram row (fedce_dots) on a worker while its BLAKE2b runs,\n"
             "             then fedce_cos_gram + fedce_round_weights + the weighted sum (coordinator/\n"
             "             aggregate.c), timed from the end of the hash; the same with the row after\n"
             "             the hash (the previous close); then the new model's digest\n"
             "  fedavg     θ += w_k·Δ_k per update: from memory, and as the coordinator does it from\n"
             "             the journal (page cache; the floats 2 MiB-aligned as persist.c writes\n"
-            "             them, so mapped 2 MiB at a time), on the close's threads and on 1;\n"
-            "             then the digest\n"
+            "             them, so mapped 2 MiB at a time): with the close's threads and the\n"
+            "             summing process (the coordinator's path, sumproc.h), on threads alone,\n"
+            "             and on 1 thread; then the digest\n"
             "  numpy      bench/numpy_aggregate.py on the same updates and weights (--numpy)\n"
             "Each timing is the median of --repeat runs after one warm-up.\n\n"
             "  --clients K          updates (default 10)\n"
@@ -366,7 +374,12 @@ int bench_cmd_aggregate(int argc, char **argv) {
     a.w = cc_xcalloc(K, sizeof *a.w);
     for (size_t k = 0; k < K; k++) a.n_samples[k] = 500 + cc_rng_below(&rng, 1000);
 
-    /* (a) memory bandwidth: read passes over the K·P floats, and a copy of up to 256 MiB. */
+    /* (a) memory bandwidth: read passes over the K·P floats (at least S_BW_MIN: over a
+     * buffer of its own when they are fewer), and a copy of up to 256 MiB. */
+    size_t bw_n = KP >= S_BW_MIN ? KP : S_BW_MIN;
+    float *bw_own = KP >= S_BW_MIN ? NULL : cc_xalloc_floats(bw_n);
+    for (size_t i = 0; bw_own && i < bw_n; i++) bw_own[i] = (float)(i & 1023) * 1e-6f;
+    const float *bw_buf = bw_own ? bw_own : a.U;
     float sink = 0;
     size_t ncopy = KP < ((size_t)64 << 20) ? KP : ((size_t)64 << 20);
     float *copy_dst = cc_xalloc_floats(ncopy);
@@ -374,9 +387,9 @@ int bench_cmd_aggregate(int argc, char **argv) {
     double *tt = cc_xcalloc((size_t)repeat + 1, sizeof *tt);
     double bw_read[2], bw_copy[2];
     for (int T = 1; T <= 2; T++) {
-        s_pass(a.U, NULL, KP, T, 0, &sink);
-        for (int r = 0; r < repeat; r++) tt[r] = s_pass(a.U, NULL, KP, T, 0, &sink);
-        bw_read[T - 1] = upd_bytes / bench_median(tt, (size_t)repeat) / 1e9;
+        s_pass(bw_buf, NULL, bw_n, T, 0, &sink);
+        for (int r = 0; r < repeat; r++) tt[r] = s_pass(bw_buf, NULL, bw_n, T, 0, &sink);
+        bw_read[T - 1] = (double)bw_n * sizeof(float) / bench_median(tt, (size_t)repeat) / 1e9;
         s_pass(a.U, copy_dst, ncopy, T, 1, &sink);
         for (int r = 0; r < repeat; r++) tt[r] = s_pass(a.U, copy_dst, ncopy, T, 1, &sink);
         bw_copy[T - 1] = 2.0 * (double)ncopy * sizeof(float) / bench_median(tt, (size_t)repeat) / 1e9;
@@ -423,13 +436,13 @@ int bench_cmd_aggregate(int argc, char **argv) {
         rc = s_close_fedce_early(&a, parts) || s_close_fedce_serial(&a, parts); /* warm-up */
         for (int r = 0; r < R && !rc; r++) {
             memcpy(a.theta, a.theta0, P * sizeof(float));
-            double pass_now = s_pass_now(a.U, KP, &sink);
+            double pass_now = s_pass_now(bw_buf, bw_n, KP, &sink);
             rc = s_close_fedce_early(&a, parts);
             for (int s = 0; s < 4; s++) now[s][r] = parts[s];
             tot[r] = parts[1] + parts[2] + parts[3];
             paired[r] = tot[r] / pass_now;
             memcpy(a.theta, a.theta0, P * sizeof(float));
-            pass_now = s_pass_now(a.U, KP, &sink);
+            pass_now = s_pass_now(bw_buf, bw_n, KP, &sink);
             if (!rc) rc = s_close_fedce_serial(&a, parts);
             for (int s = 0; s < 3; s++) was[s][r] = parts[s];
             tot_was[r] = parts[0] + parts[1] + parts[2];
@@ -516,7 +529,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         for (int variant = 0; variant < 4 && !rc; variant++) {
             for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
                 memcpy(a.theta, a.theta0, P * sizeof(float));
-                double pass_now = variant == 1 ? s_pass_now(a.U, KP, &sink) : 0.0;
+                double pass_now = variant == 1 ? s_pass_now(bw_buf, bw_n, KP, &sink) : 0.0;
                 double t0 = cc_now();
                 rc = s_stream(&a, variant >= 1, variant == 3 ? 1 : threads, variant == 1);
                 if (r >= 0) tt[r] = cc_now() - t0;
@@ -598,6 +611,6 @@ int bench_cmd_aggregate(int argc, char **argv) {
     (void)sink;
     if (!sumproc_give(a.helper, a.theta)) free(a.theta);
     sumproc_stop(&a.helper);
-    free(tt), free(a.U), free(a.theta0), free(a.n_samples), free(a.w), free(a.rec), free(a.from);
+    free(tt), free(bw_own), free(a.U), free(a.theta0), free(a.n_samples), free(a.w), free(a.rec), free(a.from);
     return 0;
 }

@@ -105,11 +105,11 @@ daemon_run() {
     for _ in 1 2 3 4 5 6 7 8 9 10; do rpid=$(pgrep -P $cpid | head -n 1) && [ -n "$rpid" ] && break; sleep 0.01; done
     # RSS sampler: a line "UTC-time MiB" each time the coordinator's VmRSS plus its summing
     # process's own pages (RssAnon + RssFile; the θ buffers they share are RssShmem, counted
-    # in the coordinator's) reaches a new high; and at the end "helper MiB": the summing
-    # process's highest own pages (0 without one).
+    # in the coordinator's) reaches a new high; and at the end "helper MAX FIRST": the summing
+    # process's highest own pages, and its first sample (0 without one), in MiB.
     /usr/bin/python3 -c '
-import glob, sys, time
-pid, peak, helper_peak = sys.argv[1], 0, 0
+import sys, time
+pid, peak, helper_peak, helper_first = sys.argv[1], 0, 0, 0
 def status(p):
     return {l.split(":")[0]: int(l.split()[1]) for l in open("/proc/%s/status" % p) if l.startswith(("VmRSS", "RssAnon", "RssFile"))}
 while True:
@@ -125,12 +125,13 @@ while True:
         except Exception:
             pass
     helper_peak = max(helper_peak, helper)
+    helper_first = helper_first or helper
     if rss + helper > peak:
         peak = rss + helper
         t = time.time()
         print("%s.%03dZ %.1f" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)), int(t % 1 * 1000), peak / 1024), flush=True)
     time.sleep(0.005)
-print("helper %.1f" % (helper_peak / 1024), flush=True)' "${rpid:-$cpid}" > "$OUT/$name.rss" 2>/dev/null &
+print("helper %.1f %.1f" % (helper_peak / 1024, helper_first / 1024), flush=True)' "${rpid:-$cpid}" > "$OUT/$name.rss" 2>/dev/null &
     sleep 0.3
     if ! kill -0 $cpid 2>/dev/null; then echo "$name: the coordinator did not start" | tee -a "$OUT/run.log"; return 0; fi
     "$BENCH" clients --endpoint "$ep" --keys "$dir/keys" --clients "$K" --inputs "$D" --classes "$C" \
@@ -281,10 +282,10 @@ for e in extra:
     print("- " + e)
 
 print("\n## Coordinator peak RSS\n")
-print("Peak RSS: the coordinator's highest VmRSS (`time -v`), plus, when it has a summing process\n"
-      "(FedAvg, `aggregation.sum_process`), that process's highest own pages as sampled every 5 ms\n"
-      "(RssAnon + RssFile; the θ buffers both map are counted once, in the coordinator) and 8 MiB for\n"
-      "the journal windows it maps during a close.\n")
+print("Peak RSS: the coordinator's highest VmRSS (`time -v`), plus, when its summing process took\n"
+      "shares of the closes (FedAvg, `aggregation.sum_process`), that process's highest own pages as\n"
+      "sampled every 5 ms (RssAnon + RssFile; the θ buffers both map are counted once, in the\n"
+      "coordinator), at least its idle pages + 8 MiB of journal windows: an upper bound.\n")
 print("| run | K | P | weighting | arrivals | CURVE | peak RSS MiB | budget MiB | RSS / budget | met | RSS at round 0 start | peak reached after |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 def events(log):
@@ -299,16 +300,18 @@ for f in glob.glob(os.path.join(out, "mem-*.time")):
     name = os.path.basename(f)[:-5]
     txt = open(f).read()
     kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", txt).group(1))
-    # The summing process (FedAvg): its highest own pages as sampled, plus the 8 MiB of
-    # journal windows it maps within a close (too brief for the sampler to be sure to see).
-    helper_kib = 0
+    # The summing process, when it took shares of the closes (its count is in the
+    # coordinator's last line): its highest own pages as sampled, and at least its first
+    # sample plus the 8 MiB of journal windows it maps within a close (a close at P = 1M
+    # is too short for the sampler to be sure to see them). Added to the coordinator's
+    # peak whenever that was: an upper bound.
     try:
-        hl = [l for l in open(os.path.join(out, name + ".rss")) if l.startswith("helper ")]
-        if hl and float(hl[-1].split()[1]) > 0:
-            helper_kib = int(float(hl[-1].split()[1]) * 1024) + 8 * 1024
+        shares = re.findall(r"event=sum_process_stopped pid=\d+ shares=(\d+)", open(os.path.join(out, name + ".coordinator.log")).read())
+        hl = [l.split() for l in open(os.path.join(out, name + ".rss")) if l.startswith("helper ")]
+        if shares and int(shares[-1]) > 0 and hl:
+            kib += int(max(float(hl[-1][1]), float(hl[-1][2]) + 8) * 1024)
     except Exception:
         pass
-    kib += helper_kib
     try:
         cl = load(os.path.join(out, name + ".clients.txt"))
     except Exception:

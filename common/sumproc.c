@@ -4,6 +4,7 @@
 #include "sumproc.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 
 #include "wsum.h"
 
-enum { S_OP_BUFFERS = 1, S_OP_SUM = 2 };
+/* BUFFERS and SUM are answered; POPULATE is not (it runs while the parent copies θ_t into
+ * the buffer, and the SUM after it waits in the socket until it is done). */
+enum { S_OP_BUFFERS = 1, S_OP_SUM = 2, S_OP_POPULATE = 3 };
 
 /* A request: this head, then (S_OP_SUM) K u64 file offsets and K float scales. */
 typedef struct {
@@ -116,6 +119,7 @@ static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const 
         return cc_err_set(err, CC_ERR_ARG, "sumproc: malformed request (op %u)", h->op);
     const uint64_t *at = s_req + sizeof *h / sizeof(uint64_t);
     const float *scale = (const float *)(at + h->K);
+    if (h->first > h->end || h->end > *P) return cc_err_set(err, CC_ERR_ARG, "sumproc: range [%" PRIu64 ", %" PRIu64 ") of %zu", h->first, h->end, *P);
     return wsum_file_range(buf[h->buffer], *P, fds[0], at, scale, (size_t)h->K, (size_t)h->first,
                            (size_t)h->end, err);
 }
@@ -136,6 +140,13 @@ static _Noreturn void s_child(int sock, pid_t parent) {
         if ((size_t)n < sizeof h) r.rc = cc_err_set(&err, CC_ERR_ARG, "sumproc: short request");
         else memcpy(&h, s_req, sizeof h), r.rc = s_serve(&h, (size_t)n, buf, &P, fds, nfd, &err);
         for (int i = 0; i < nfd; i++) close(fds[i]);
+        if ((size_t)n >= sizeof h && h.op == S_OP_POPULATE) {
+            /* A buffer just taken lost its pages when it was given back: map them all now
+             * (one call, not a fault per page), beside the parent's copy of θ_t into it. */
+            if (h.buffer < SUMPROC_BUFFERS && buf[h.buffer])
+                madvise(buf[h.buffer], P * sizeof(float), MADV_POPULATE_WRITE); /* best effort */
+            continue;
+        }
         memcpy(r.msg, err.msg, sizeof r.msg);
         if (s_send(sock, &r, sizeof r, NULL, 0) != 0) break;
     }
@@ -237,8 +248,12 @@ int sumproc_buffers(sumproc_t *s, size_t P, cc_err_t *err) {
 float *sumproc_take(sumproc_t *s) {
     for (int i = 0; s && i < SUMPROC_BUFFERS; i++) {
         int free_ = 0;
-        if (s->buf[i] && __atomic_compare_exchange_n(&s->used[i], &free_, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        if (s->buf[i] && __atomic_compare_exchange_n(&s->used[i], &free_, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            s_head_t h = {.op = S_OP_POPULATE, .buffer = (uint32_t)i, .P = s->P};
+            cc_err_t ignored;
+            if (s->alive && !s->pending && s_send(s->sock, &h, sizeof h, NULL, 0) != 0) s_gone(s, &ignored);
             return s->buf[i];
+        }
     }
     return NULL;
 }
@@ -252,6 +267,9 @@ int sumproc_owns(const sumproc_t *s, const float *p) {
 int sumproc_give(sumproc_t *s, float *p) {
     for (int i = 0; s && p && i < SUMPROC_BUFFERS; i++)
         if (s->buf[i] == p) {
+            /* Its pages go back to the system (both processes' mappings of it), as a freed
+             * malloc'ed θ would: a free buffer must not count in the coordinator's RSS. */
+            madvise(p, s->P * sizeof(float), MADV_REMOVE);
             __atomic_store_n(&s->used[i], 0, __ATOMIC_RELEASE);
             return 1;
         }

@@ -37,10 +37,14 @@ void sumproc_stop(sumproc_t **s);
 /* Makes SUMPROC_BUFFERS shared buffers of P floats (zero-filled), mapped here and in the
  * helper, replacing earlier ones (which must all be free). */
 int sumproc_buffers(sumproc_t *s, size_t P, cc_err_t *err) CC_WUR;
-/* A free shared buffer of P floats, now in use; NULL when none is free (or no buffers). */
+/* A free shared buffer of P floats, now in use; NULL when none is free (or no buffers).
+ * The helper is told to map its pages at once (they were dropped when it was given back),
+ * which it does while the caller fills it. Main thread only. */
 float *sumproc_take(sumproc_t *s);
 /* Gives back p if it is one of s's buffers (returns 1; thread-safe: ZeroMQ's I/O thread
- * releases θ_t), else returns 0 and leaves p alone (the caller frees it). s may be NULL. */
+ * releases θ_t), else returns 0 and leaves p alone (the caller frees it). s may be NULL.
+ * A buffer given back loses its pages (MADV_REMOVE): it reads as zeros when taken again,
+ * and costs no memory meanwhile. */
 int sumproc_give(sumproc_t *s, float *p);
 /* Is p one of s's buffers? (s may be NULL.) */
 int sumproc_owns(const sumproc_t *s, const float *p);

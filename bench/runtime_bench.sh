@@ -282,10 +282,11 @@ for e in extra:
     print("- " + e)
 
 print("\n## Coordinator peak RSS\n")
-print("Peak RSS: the coordinator's highest VmRSS (`time -v`), plus, when its summing process took\n"
-      "shares of the closes (FedAvg, `aggregation.sum_process`), that process's highest own pages as\n"
-      "sampled every 5 ms (RssAnon + RssFile; the θ buffers both map are counted once, in the\n"
-      "coordinator), at least its idle pages + 8 MiB of journal windows: an upper bound.\n")
+print("Peak RSS: the coordinator's highest VmRSS (`time -v`); when its summing process took shares\n"
+      "of the closes (FedAvg, models of 4 MiB or more, `aggregation.sum_process`), the larger of that\n"
+      "plus the helper's idle pages and the highest sum of both sampled at one moment every 5 ms\n"
+      "(the helper's own pages: RssAnon + RssFile, with its journal windows during a close; the θ\n"
+      "buffers both map are counted once, in the coordinator).\n")
 print("| run | K | P | weighting | arrivals | CURVE | peak RSS MiB | budget MiB | RSS / budget | met | RSS at round 0 start | peak reached after |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 def events(log):
@@ -301,15 +302,16 @@ for f in glob.glob(os.path.join(out, "mem-*.time")):
     txt = open(f).read()
     kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", txt).group(1))
     # The summing process, when it took shares of the closes (its count is in the
-    # coordinator's last line): its highest own pages as sampled, and at least its first
-    # sample plus the 8 MiB of journal windows it maps within a close (a close at P = 1M
-    # is too short for the sampler to be sure to see them). Added to the coordinator's
-    # peak whenever that was: an upper bound.
+    # coordinator's last line): the coordinator's peak plus the helper's idle pages (its
+    # first sample), or the highest sum of the two sampled at the same moment, which sees
+    # the helper's 8 MiB of journal windows (a close with it lasts 10 ms or more).
     try:
         shares = re.findall(r"event=sum_process_stopped pid=\d+ shares=(\d+)", open(os.path.join(out, name + ".coordinator.log")).read())
-        hl = [l.split() for l in open(os.path.join(out, name + ".rss")) if l.startswith("helper ")]
+        lines = [l.split() for l in open(os.path.join(out, name + ".rss")) if l.strip()]
+        hl = [l for l in lines if l[0] == "helper"]
+        both = [float(l[1]) for l in lines if l[0] != "helper"]
         if shares and int(shares[-1]) > 0 and hl:
-            kib += int(max(float(hl[-1][1]), float(hl[-1][2]) + 8) * 1024)
+            kib = max(kib + int(float(hl[-1][2]) * 1024), int(max(both) * 1024))
     except Exception:
         pass
     try:

@@ -190,7 +190,8 @@ static int s_file_offsets(const wsum_src_t *src, size_t K, size_t P, uint64_t *a
  * it; returns the shares left for this process's threads. */
 static int s_helper_share(const wsum_src_t *src, float *out, size_t P, size_t K, const float *scale, int fd,
                           const uint64_t *at, size_t first, int shares) {
-    if (!at || shares < 2 || !sumproc_alive(src->helper) || !sumproc_owns(src->helper, out) || K > SUMPROC_MAX_K)
+    if (!at || shares < 2 || P < WSUM_HELPER_MIN || !sumproc_alive(src->helper) || !sumproc_owns(src->helper, out) ||
+        K > SUMPROC_MAX_K)
         return shares;
     cc_err_t ignored;
     if (sumproc_send(src->helper, out, P, fd, at, scale, K, first, P, &ignored)) return shares; /* gone: all here */

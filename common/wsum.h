@@ -42,6 +42,10 @@ typedef struct {
 
 /* File offset alignment at which wsum_blocked maps the journal's vectors. */
 #define WSUM_MAP_ALIGN ((size_t)2 << 20)
+/* Floats a vector needs before a helper process takes a share: two whole mapped blocks.
+ * Below that most of a vector is its partial last block, read with pread, where a second
+ * process gains nothing over a second thread and its round trip only costs. */
+#define WSUM_HELPER_MIN (2 * WSUM_MAP_ALIGN / sizeof(float))
 
 /* Does wsum_blocked map the vectors (a journal source, each vector at a file offset that
  * is a multiple of WSUM_MAP_ALIGN)? Else it reads them (pread), or they are in memory. */

@@ -618,7 +618,7 @@ static void s_sum_process_ready(coord_t *c) {
                          : c->robust ? "a robust aggregate"
                          : c->per_class == 3 ? "per_class mode is federation"
                          : c->agg_threads < 2 ? "aggregation threads = 1"
-                         : c->P <= WSUM_MIN_SHARE ? "the model is too small to split" : NULL;
+                         : c->P < WSUM_HELPER_MIN ? "the model has under 4 MiB of parameters" : NULL;
     cc_err_t err = {0};
     if (!c->sumproc) return;
     if (!unused && sumproc_buffers(c->sumproc, c->P, &err) == 0) {

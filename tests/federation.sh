@@ -102,13 +102,13 @@ run_b() {
 }
 run_b fedavg
 # The summing process (aggregation.sum_process) takes a share of each FedAvg close once the
-# model is large enough to split (thyroid's default MLP is not: it is stopped). With a wider
-# MLP (275k parameters), a run with it and a run on threads only end in the same bits; and
+# model has 4 MiB of parameters (thyroid's default MLP has not: it is stopped). With a wider
+# MLP (1.1M parameters), a run with it and a run on threads only end in the same bits; and
 # killed while round 1 waits for site3, it is noticed at that close, which sums on threads,
 # and the final model is still the same bits.
-grep -q 'event=sum_process_unused reason="the model is too small to split"' "$tmp/fedavg-ref/logs/coordinator.log" ||
+grep -q 'event=sum_process_unused reason="the model has under 4 MiB of parameters"' "$tmp/fedavg-ref/logs/coordinator.log" ||
   fail "B/sum_process: a 2k-parameter model kept its summing process"
-printf '[model]\narch = mlp:512,512\n' >"$tmp/wide.ini"
+printf '[model]\narch = mlp:1024,1024\n' >"$tmp/wide.ini"
 { cat "$tmp/wide.ini"; printf '[aggregation]\nsum_process = false\n'; } >"$tmp/wide-threads.ini"
 sp_common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 1
            --split dirichlet:1.0 --seed 11)

@@ -33,7 +33,7 @@ done
 [ "$(wc -l <"$tmp/w/history.jsonl")" -eq 2 ] || { echo "FAIL: the run did not complete"; exit 1; }
 echo "valgrind: coordinator and 2 clients ran 2 rounds with every method on, no leaks, no errors"
 
-printf '[model]\narch = mlp:512,512\n' >"$tmp/wide.ini"
+printf '[model]\narch = mlp:1024,1024\n' >"$tmp/wide.ini"
 # (no --test: scoring the wide model on the test set would take a minute under memcheck)
 "$build/concord-sim" --data "$data/thyroid.train" --clients 2 --rounds 2 --epochs 1 \
   --config "$tmp/wide.ini" --deadline 120 --workdir "$tmp/f" --prepare-only >/dev/null

@@ -156,13 +156,12 @@ static int s_stream(s_agg_t *a, int from_journal, int threads, int with_helper) 
     return rc;
 }
 
-/* θ_t copied into a new θ buffer, as coord_aggregate does: with the summing process, one
- * of its buffers given back (which drops its pages) and taken again, so that each close
- * pays what the coordinator's does for pages that come back (the copy here, untimed as
- * the coordinator's own copy of θ_t is not part of the sum; the helper's mapping of its
- * share inside the timed sum). */
-static void s_fresh_theta(s_agg_t *a) {
-    if (a->helper && sumproc_give(a->helper, a->theta)) a->theta = sumproc_take(a->helper);
+/* θ_t copied into θ. cycle (the coordinator's path): as coord_aggregate does, into a new
+ * buffer, one of the summing process's given back (which drops its pages) and taken again:
+ * the helper maps the pages while θ_t is copied in (untimed, as the copy is not part of the
+ * sum), and whatever of that is left runs into the timed sum, as in the coordinator. */
+static void s_fresh_theta(s_agg_t *a, int cycle) {
+    if (cycle && a->helper && sumproc_give(a->helper, a->theta)) a->theta = sumproc_take(a->helper);
     memcpy(a->theta, a->theta0, a->P * sizeof(float));
 }
 
@@ -538,7 +537,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         double med[4], *paired = cc_xcalloc((size_t)repeat, sizeof *paired);
         for (int variant = 0; variant < 4 && !rc; variant++) {
             for (int r = -1; r < repeat && !rc; r++) { /* r = -1: warm-up */
-                s_fresh_theta(&a);
+                s_fresh_theta(&a, variant == 1);
                 double pass_now = variant == 1 ? s_pass_now(bw_buf, bw_n, KP, &sink) : 0.0;
                 double t0 = cc_now();
                 rc = s_stream(&a, variant >= 1, variant == 3 ? 1 : threads, variant == 1);

@@ -98,10 +98,12 @@ static void s_unmap_all(float **buf, size_t P) {
 }
 
 static int s_map_buffers(float **buf, size_t P, const int *fds, int nfd, cc_err_t *err) {
-    if (nfd != SUMPROC_BUFFERS) return cc_err_set(err, CC_ERR_ARG, "sumproc: %d buffer descriptors, expected %d", nfd, SUMPROC_BUFFERS);
+    if (nfd != SUMPROC_BUFFERS)
+        return cc_err_set(err, CC_ERR_ARG, "sumproc: %d buffer descriptors, expected %d", nfd, SUMPROC_BUFFERS);
     for (int i = 0; i < SUMPROC_BUFFERS; i++) {
         void *p = mmap(NULL, P * sizeof(float), PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], 0);
-        if (p == MAP_FAILED) return cc_err_set(err, CC_ERR_IO, "sumproc: mapping a θ buffer failed: %s", strerror(errno));
+        if (p == MAP_FAILED)
+            return cc_err_set(err, CC_ERR_IO, "sumproc: mapping a θ buffer failed: %s", strerror(errno));
         buf[i] = p;
     }
     return 0;
@@ -119,7 +121,8 @@ static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const 
         return cc_err_set(err, CC_ERR_ARG, "sumproc: malformed request (op %u)", h->op);
     const uint64_t *at = s_req + sizeof *h / sizeof(uint64_t);
     const float *scale = (const float *)(at + h->K);
-    if (h->first > h->end || h->end > *P) return cc_err_set(err, CC_ERR_ARG, "sumproc: range [%" PRIu64 ", %" PRIu64 ") of %zu", h->first, h->end, *P);
+    if (h->first > h->end || h->end > *P)
+        return cc_err_set(err, CC_ERR_ARG, "sumproc: range [%" PRIu64 ", %" PRIu64 ") of %zu", h->first, h->end, *P);
     return wsum_file_range(buf[h->buffer], *P, fds[0], at, scale, (size_t)h->K, (size_t)h->first,
                            (size_t)h->end, err);
 }
@@ -189,7 +192,8 @@ static int s_gone(sumproc_t *s, cc_err_t *err) {
     }
     s->alive = 0, s->pending = 0;
     if (WIFSIGNALED(st))
-        return cc_err_set(err, CC_ERR_IO, "the summing process (pid %d) was killed by signal %d", (int)s->pid, WTERMSIG(st));
+        return cc_err_set(err, CC_ERR_IO, "the summing process (pid %d) was killed by signal %d", (int)s->pid,
+                          WTERMSIG(st));
     return cc_err_set(err, CC_ERR_IO, "the summing process (pid %d) is gone", (int)s->pid);
 }
 

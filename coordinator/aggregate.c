@@ -263,9 +263,13 @@ static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *er
         /* Found gone: before this sum (which then ran here whole) or during it (which
          * starts again, here). Its buffers stay mapped: θ may live in one. */
         c->sumproc_lost = 1;
-        cc_log_warn("sum_process_gone", "round=%llu pid=%d during_sum=%d reason=\"%s\" action=\"summing on threads from now on\"",
+        cc_log_warn("sum_process_gone",
+                    "round=%llu pid=%d during_sum=%d reason=\"%s\" action=\"summing on threads from now on\"",
                     (unsigned long long)c->round, (int)sumproc_pid(c->sumproc), rc != 0, rc ? err->msg : "it had exited");
-        if (rc) memcpy(theta, c->params, c->P * sizeof(float)), rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
+        if (rc) {
+            memcpy(theta, c->params, c->P * sizeof(float));
+            rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
+        }
     }
     free(from), free(rows), free(recs), free(scale);
     return rc;

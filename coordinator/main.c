@@ -222,6 +222,8 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
     rc = rc ? rc : config_get_int(g, "aggregation.threads", 1, 8, &l, err);
     c->agg_threads = (int)l;
+    int sum_process; /* read (and forked on) at start-up, s_sum_process_start: checked here */
+    rc = rc ? rc : config_get_bool(g, "aggregation.sum_process", &sum_process, err);
     rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
     rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
     rc = rc ? rc : config_get_double(g, "federation.upload_window_mb", 0.0, 1e9, &c->upload_window_mb, err);

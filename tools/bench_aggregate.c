@@ -369,7 +369,9 @@ int bench_cmd_aggregate(int argc, char **argv) {
     /* The updates (small values, as real Δs), θ, and buffers, all touched before timing. */
     cc_rng_t rng;
     cc_rng_seed(&rng, 11);
-    if (!fedce && threads >= 2) { /* forked now, while this process is small, as the coordinator does */
+    /* The summing process, where the coordinator has one: forked now, while this process is
+     * small, as the coordinator does. */
+    if (!fedce && threads >= 2 && a.P >= WSUM_HELPER_MIN) {
         cc_err_t err = {0};
         if (!(a.helper = sumproc_start(&err)) || sumproc_buffers(a.helper, P, &err))
             return fprintf(stderr, "concord-bench aggregate: %s\n", err.msg), 1;

@@ -15,6 +15,17 @@ build=$1
 . "$(dirname "$0")/lib.sh"
 fail() { echo "FAIL: $*"; for f in "$tmp"/*/logs/coordinator.log; do echo "== $f"; tail -20 "$f"; done; exit 1; }
 rounds_in() { [ -f "$1/history.jsonl" ] && wc -l <"$1/history.jsonl" || echo 0; }
+# Starts the hospitals site1..site3 of the run prepared in DIR, site3 stopping (SIGSTOP) on
+# its first task of a round >= 1; their pids go to cpid (the caller's, or the global one).
+declare -A cpid
+start_sites() {
+  local dir=$1 s extra
+  for s in site1 site2 site3; do
+    extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)
+    "$build/concord-client" --config "$dir/configs/$s.ini" "${extra[@]}" >>"$dir/logs/$s.log" 2>&1 &
+    cpid[$s]=$!; pids+=("${cpid[$s]}")
+  done
+}
 
 # ---- A ---------------------------------------------------------------------------------
 "$build/concord-sim" --data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 3 \
@@ -82,12 +93,7 @@ run_b() {
     coord=$!; pids+=("$coord")
   }
   start_coordinator
-  declare -A cpid
-  for s in site1 site2 site3; do
-    extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)   # site3 stops on round 1's task
-    "$build/concord-client" --config "$b2/configs/$s.ini" "${extra[@]}" >>"$b2/logs/$s.log" 2>&1 &
-    cpid[$s]=$!; pids+=("${cpid[$s]}")
-  done
+  start_sites "$b2"   # site3 stops on round 1's task
   wait_for 'grep -q "test_stop round=1" "$b2/logs/site3.log"' 30
   wait_for '[ "$(grep -c "update_accepted round=1" "$b2/logs/coordinator.log")" -ge 2 ]' 30
   kill -9 "$coord"; wait "$coord" 2>/dev/null || true
@@ -125,17 +131,12 @@ sp=$tmp/sp-killed
 "$build/concord-sim" "${sp_common[@]}" --config "$tmp/wide.ini" --workdir "$sp" --prepare-only >/dev/null
 "$build/concord-coordinator" --config "$sp/configs/coordinator.ini" --config "$tmp/wide.ini" >>"$sp/logs/coordinator.log" 2>&1 &
 coord=$!; pids+=("$coord")
-declare -A spid
-for s in site1 site2 site3; do
-  extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)
-  "$build/concord-client" --config "$sp/configs/$s.ini" "${extra[@]}" >>"$sp/logs/$s.log" 2>&1 &
-  spid[$s]=$!; pids+=("${spid[$s]}")
-done
+start_sites "$sp"
 wait_for 'grep -q "test_stop round=1" "$sp/logs/site3.log"' 30
 helper=$(pgrep -P "$coord" || true)
 [ -n "$helper" ] || fail "B/sum_process: the coordinator has no child process"
 kill -9 "$helper"
-kill -CONT "${spid[site3]}"
+kill -CONT "${cpid[site3]}"
 wait_for '! kill -0 "$coord" 2>/dev/null' 90
 wait "$coord" || fail "B/sum_process: the coordinator exited with an error after its summing process died"
 grep -q "event=sum_process_gone round=1" "$sp/logs/coordinator.log" ||
@@ -240,14 +241,9 @@ grep -q "hospitals' local test sets" "$tmp/d.out" || fail "D: summary lacks the 
 "$build/concord-sim" --data "$data/thyroid.train" --clients 3 --rounds 5 --epochs 1 --split iid --seed 4 \
   --deadline 3 --workdir "$tmp/c" --prepare-only >/dev/null
 c=$tmp/c
-declare -A cpid
 "$build/concord-coordinator" --config "$c/configs/coordinator.ini" >>"$c/logs/coordinator.log" 2>&1 &
 coord=$!; pids+=("$coord")
-for s in site1 site2 site3; do
-  extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)
-  "$build/concord-client" --config "$c/configs/$s.ini" "${extra[@]}" >>"$c/logs/$s.log" 2>&1 &
-  cpid[$s]=$!; pids+=("${cpid[$s]}")
-done
+start_sites "$c"
 wait_for 'grep -q "test_stop round=1" "$c/logs/site3.log"' 30
 kill -9 "${cpid[site3]}"              # killed in the middle of round 1
 killed_after=1
@@ -274,11 +270,7 @@ e=$tmp/e
 "$build/concord-coordinator" --config "$e/configs/coordinator.ini" --set federation.min_clients=2 \
   >>"$e/logs/coordinator.log" 2>&1 &
 coord=$!; pids+=("$coord")
-for s in site1 site2 site3; do
-  extra=(); [ "$s" = site3 ] && extra=(--test-stop-at-round 1)
-  "$build/concord-client" --config "$e/configs/$s.ini" "${extra[@]}" >>"$e/logs/$s.log" 2>&1 &
-  cpid[$s]=$!; pids+=("${cpid[$s]}")
-done
+start_sites "$e"
 # site3 stops on its first task of round >= 1 (round 2 if, on a loaded machine, it joined late)
 wait_for 'grep -q "test_stop round=" "$e/logs/site3.log"' 30
 # site2 must have answered round 1 before it is replaced (otherwise the run depends on timing).

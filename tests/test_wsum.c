@@ -102,42 +102,53 @@ Test(wsum, journal_records_give_the_same_bits_and_short_ones_fail) {
     cr_expect_eq(system(cmd), 0);
 }
 
-/* The coordinator's records (a zero run puts each vector at a 2 MiB-aligned offset) are
- * mapped, and give the bits of the memory and pread paths; a record too short for its
- * vector fails on the mapped path too. */
-/* A journal in dir holding U's K vectors (PM floats) in the coordinator's records. */
-static journal_t *s_mapped_journal(char *dir, const float *U, journal_record_t *recs, uint64_t *from) {
+/* K vectors U of PM floats in the coordinator's journal records, in a directory of their own. */
+typedef struct {
+    char dir[32];
+    float *U;
+    journal_t *j;
+    journal_record_t recs[K];
+    uint64_t from[K];
+} s_mapped_t;
+
+static const float s_scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
+
+static void s_mapped_open(s_mapped_t *m) {
     char path[64];
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/j", dir);
-    journal_t *j = NULL;
+    snprintf(m->dir, sizeof m->dir, "/tmp/concord_wsum_XXXXXX");
+    cr_assert_not_null(mkdtemp(m->dir));
+    snprintf(path, sizeof path, "%s/j", m->dir);
+    m->U = s_vectors_n(PM);
+    m->j = NULL;
     cc_err_t err = {0};
-    cr_assert_eq(journal_open(path, 0, &j, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_open(path, 0, &m->j, NULL, &err), 0, "%s", err.msg);
     for (size_t k = 0; k < K; k++) {
         const char *hdr = k % 2 ? "{\"type\":\"update\"}" : "{}"; /* different pads */
-        cr_assert_eq(wsum_record_append(j, hdr, U + k * PM, PM, NULL, &recs[k], &err), 0, "%s", err.msg);
-        from[k] = wsum_record_floats(&recs[k], (uint32_t)strlen(hdr));
-        cr_assert_eq((recs[k].offset + from[k]) % WSUM_MAP_ALIGN, 0);
-        cr_assert_eq(from[k] + PM * sizeof(float), recs[k].length);
+        cr_assert_eq(wsum_record_append(m->j, hdr, m->U + k * PM, PM, NULL, &m->recs[k], &err), 0, "%s", err.msg);
+        m->from[k] = wsum_record_floats(&m->recs[k], (uint32_t)strlen(hdr));
+        cr_assert_eq((m->recs[k].offset + m->from[k]) % WSUM_MAP_ALIGN, 0);
+        cr_assert_eq(m->from[k] + PM * sizeof(float), m->recs[k].length);
     }
-    return j;
 }
 
-static void s_remove_dir(const char *dir) {
+static void s_mapped_close(s_mapped_t *m) {
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    journal_close(&m->j);
+    free(m->U);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", m->dir);
     cr_expect_eq(system(cmd), 0);
 }
 
+/* The coordinator's records (a zero run puts each vector at a 2 MiB-aligned offset) are
+ * mapped, and give the bits of the memory and pread paths; a record too short for its
+ * vector fails on the mapped path too. */
 Test(wsum, mapped_journal_records_give_the_same_bits) {
-    char dir[] = "/tmp/concord_wsum_XXXXXX";
-    float *U = s_vectors_n(PM), scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
-    journal_record_t recs[K];
-    uint64_t from[K];
-    journal_t *j = s_mapped_journal(dir, U, recs, from);
+    s_mapped_t m;
+    s_mapped_open(&m);
+    const float *U = m.U, *scale = s_scale;
     cc_err_t err = {0};
     float *want = s_sum_memory_n(U, PM, scale, 1), *got = malloc(PM * sizeof(float));
-    wsum_src_t src = {.journal = j, .recs = recs, .from = from};
+    wsum_src_t src = {.journal = m.j, .recs = m.recs, .from = m.from};
     cr_assert(wsum_maps(&src, K), "aligned vectors are mapped");
     for (int threads = 1; threads <= 3; threads++) {
         s_start(got, PM);
@@ -151,23 +162,22 @@ Test(wsum, mapped_journal_records_give_the_same_bits) {
     for (size_t k = 0; k < K; k++) {
         const void *parts[2] = {"header!", U + k * PM};
         size_t lens[2] = {7, PM * sizeof(float)};
-        cr_assert_eq(journal_append(j, parts, lens, 2, &plain[k], &err), 0, "%s", err.msg);
+        cr_assert_eq(journal_append(m.j, parts, lens, 2, &plain[k], &err), 0, "%s", err.msg);
         plain_from[k] = 7;
     }
-    wsum_src_t read_src = {.journal = j, .recs = plain, .from = plain_from};
+    wsum_src_t read_src = {.journal = m.j, .recs = plain, .from = plain_from};
     cr_assert_not(wsum_maps(&read_src, K), "unaligned vectors are read, not mapped");
     s_start(got, PM);
     cr_assert_eq(wsum_blocked(got, PM, &read_src, K, scale, 2, &err), 0, "%s", err.msg);
     cr_expect_eq(memcmp(got, want, PM * sizeof(float)), 0, "pread path differs");
     /* a short record on the mapped path fails too, without SIGBUS */
-    journal_record_t short_rec = recs[4];
+    journal_record_t short_rec = m.recs[4];
     short_rec.length -= 8;
-    recs[4] = short_rec;
+    m.recs[4] = short_rec;
     cr_assert_neq(wsum_blocked(got, PM, &src, K, scale, 2, &err), 0, "a short record is an error");
     cr_log_info("short mapped record: %s", err.msg);
-    journal_close(&j);
-    free(U), free(want), free(got);
-    s_remove_dir(dir);
+    free(want), free(got);
+    s_mapped_close(&m);
 }
 
 /* The helper process (sumproc.h) sums the last share of a mapped sum into a shared θ
@@ -175,11 +185,9 @@ Test(wsum, mapped_journal_records_give_the_same_bits) {
  * killed, sums run here, with the same bits; killed mid-sum, the sum fails and the helper
  * is gone; an error inside the helper comes back as an error. */
 Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
-    char dir[] = "/tmp/concord_wsum_XXXXXX";
-    float *U = s_vectors_n(PM), scale[K] = {0.2f, 0.7f, -0.1f, 0.4f, 0.3f};
-    journal_record_t recs[K];
-    uint64_t from[K];
-    journal_t *j = s_mapped_journal(dir, U, recs, from);
+    s_mapped_t m;
+    s_mapped_open(&m);
+    const float *U = m.U, *scale = s_scale;
     cc_err_t err = {0};
     sumproc_t *h = sumproc_start(&err);
     cr_assert_not_null(h, "%s", err.msg);
@@ -191,7 +199,7 @@ Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     cr_assert_eq(sumproc_take(h), b, "a buffer given back is taken again");
     float *want = s_sum_memory_n(U, PM, scale, 1), *plain = malloc(PM * sizeof(float));
     cr_assert_not(sumproc_give(h, plain), "not one of its buffers");
-    wsum_src_t src = {.journal = j, .recs = recs, .from = from, .helper = h};
+    wsum_src_t src = {.journal = m.j, .recs = m.recs, .from = m.from, .helper = h};
     for (int threads = 2; threads <= 3; threads++) {
         s_start(a, PM);
         size_t before = sumproc_shares(h);
@@ -204,7 +212,7 @@ Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     cr_expect_eq(sumproc_shares(h), 2, "no share of a private out");
     cr_expect_eq(memcmp(plain, want, PM * sizeof(float)), 0);
     /* an error inside the helper (a directory cannot be mapped) comes back; it lives on */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    int dfd = open(m.dir, O_RDONLY | O_DIRECTORY);
     uint64_t at[K] = {0};
     cr_assert_eq(sumproc_send(h, a, PM, dfd, at, scale, K, 0, 1, &err), 0, "%s", err.msg);
     cr_expect_neq(sumproc_wait(h, &err), 0, "mapping a directory fails");
@@ -214,9 +222,9 @@ Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     /* killed while it holds a request: the wait fails and the helper is gone */
     cr_assert_eq(kill(sumproc_pid(h), SIGSTOP), 0);
     uint64_t at0[K];
-    for (size_t k = 0; k < K; k++) at0[k] = recs[k].offset + from[k];
+    for (size_t k = 0; k < K; k++) at0[k] = m.recs[k].offset + m.from[k];
     int fd = -1;
-    cr_assert_eq(journal_fd_upto(j, 0, &fd, &err), 0, "%s", err.msg);
+    cr_assert_eq(journal_fd_upto(m.j, 0, &fd, &err), 0, "%s", err.msg);
     cr_assert_eq(sumproc_send(h, a, PM, fd, at0, scale, K, 1, 2, &err), 0, "%s", err.msg);
     cr_assert_eq(kill(sumproc_pid(h), SIGKILL), 0);
     cr_expect_eq(sumproc_wait(h, &err), CC_ERR_IO);
@@ -228,7 +236,6 @@ Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     cr_expect_eq(memcmp(a, want, PM * sizeof(float)), 0, "sum after the helper died differs");
     sumproc_stop(&h);
     cr_expect_null(h);
-    journal_close(&j);
-    free(U), free(want), free(plain);
-    s_remove_dir(dir);
+    free(want), free(plain);
+    s_mapped_close(&m);
 }

@@ -43,6 +43,18 @@ int fileio_atomic_open(fileio_atomic_t *f, const char *path, cc_err_t *err) {
     return 0;
 }
 
+int fileio_pread_all(int fd, void *buf, size_t n, uint64_t off) {
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t got = pread(fd, p, n, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return -1;
+        if (got == 0) return 1;
+        p += got, n -= (size_t)got, off += (uint64_t)got;
+    }
+    return 0;
+}
+
 int fileio_fsync_dir(const char *path) {
     char *copy = cc_xstrdup(path);
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

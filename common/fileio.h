@@ -12,6 +12,7 @@
 #ifndef CONCORD_FILEIO_H
 #define CONCORD_FILEIO_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "util.h"
@@ -35,6 +36,9 @@ int fileio_write_atomic(const char *path, const void *buf, size_t len, cc_err_t 
  * counted in *len); caller frees *buf. Refuses files larger than max_len. */
 int fileio_read_all(const char *path, size_t max_len, char **buf, size_t *len,
                     cc_err_t *err) CC_WUR;
+/* Reads exactly n bytes at file offset off, however the kernel splits them (EINTR
+ * retried). 0, 1 if the file ended first, or -1 with errno set. */
+int fileio_pread_all(int fd, void *buf, size_t n, uint64_t off) CC_WUR;
 /* fsyncs the directory that holds path: a create or rename is durable only once its
  * directory is synced, not the file alone. 0, or -1 with errno set (by open or fsync). */
 int fileio_fsync_dir(const char *path) CC_WUR;

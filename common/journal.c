@@ -97,19 +97,6 @@ static int s_fail(journal_t *j, int e, const char *what, cc_err_t *err) {
     return cc_err_set(err, CC_ERR_IO, "%s: %s failed: %s", j->path, what, strerror(e));
 }
 
-/* Reads exactly n bytes at off. Returns 0, 1 if the file ended first, or -1 (errno). */
-static int s_pread_all(int fd, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t got = pread(fd, p, n, (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) return -1;
-        if (got == 0) return 1;
-        p += got, n -= (size_t)got, off += (uint64_t)got;
-    }
-    return 0;
-}
-
 /* Writes the first `limit` bytes of iov[0..n) at off, however the kernel splits them. */
 static int s_pwritev_all(int fd, const struct iovec *iov, size_t n, uint64_t off, size_t limit) {
     size_t i = 0, skip = 0; /* iov[i] has its first `skip` bytes written */
@@ -226,7 +213,7 @@ static int s_head_genuine(const journal_t *j, const uint8_t *head) {
  * error (errno). */
 static int s_read_head(const journal_t *j, uint64_t p, uint64_t size, s_head_t *h) {
     if (size - p < S_REC_HEAD) return 0;
-    int rc = s_pread_all(j->fd, h->raw, S_REC_HEAD, p);
+    int rc = fileio_pread_all(j->fd, h->raw, S_REC_HEAD, p);
     if (rc) return rc < 0 ? -1 : 0;
     if (!s_head_genuine(j, h->raw)) return 0;
     h->len = le_get_u32(h->raw + 4), h->seq = le_get_u64(h->raw + 8);
@@ -240,7 +227,7 @@ static int s_hash_range(int fd, crypto_generichash_state *st, uint64_t off, uint
                         uint8_t *buf) {
     for (uint64_t done = 0; done < n;) {
         size_t k = n - done < S_CHUNK ? (size_t)(n - done) : S_CHUNK;
-        int rc = s_pread_all(fd, buf, k, off + done);
+        int rc = fileio_pread_all(fd, buf, k, off + done);
         if (rc) return rc;
         crypto_generichash_update(st, buf, k);
         done += k;
@@ -271,7 +258,7 @@ static int s_zeros_range(int fd, uint64_t off, uint64_t n, uint8_t *buf, int *ok
     *ok = 0;
     for (uint64_t done = 0; done < n;) {
         size_t k = n - done < S_CHUNK ? (size_t)(n - done) : S_CHUNK;
-        int rc = s_pread_all(fd, buf, k, off + done);
+        int rc = fileio_pread_all(fd, buf, k, off + done);
         if (rc) return rc;
         if (buf[0] != 0 || memcmp(buf, buf + 1, k - 1) != 0) return 0;
         done += k;
@@ -328,7 +315,7 @@ static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *
 static int s_check_body(const journal_t *j, uint64_t p, const s_head_t *h) {
     size_t tlen = (size_t)h->n_digests * S_ENTRY; /* <= 40 KiB: n_digests is bounded */
     uint8_t *t = cc_xmalloc(tlen + S_REC_SUM), buf[S_CHUNK];
-    int ok = 0, rc = s_pread_all(j->fd, t, tlen + S_REC_SUM, p + S_REC_HEAD + h->len);
+    int ok = 0, rc = fileio_pread_all(j->fd, t, tlen + S_REC_SUM, p + S_REC_HEAD + h->len);
     if (rc == 0 && s_trailer_sane(t, h->n_digests, h->len))
         rc = s_check_hashes(j->fd, p, h, t, buf, &ok);
     free(t);
@@ -356,7 +343,7 @@ static uint64_t s_next_genuine_head(const journal_t *j, uint64_t from, uint64_t 
     uint8_t buf[S_CHUNK];
     for (uint64_t base = from; base < size && size - base >= S_REC_HEAD;) {
         size_t k = size - base < S_CHUNK ? (size_t)(size - base) : S_CHUNK, q = 0;
-        if (s_pread_all(j->fd, buf, k, base) != 0) return UINT64_MAX;
+        if (fileio_pread_all(j->fd, buf, k, base) != 0) return UINT64_MAX;
         for (; q + S_REC_HEAD <= k; q++)
             if (buf[q] == (S_REC_MAGIC & 0xff) && s_head_genuine(j, buf + q)) return base + q;
         base += q; /* the next chunk starts at the first place not fully checked */
@@ -416,7 +403,7 @@ static int s_replay(journal_t *j, uint64_t size, journal_replay_t *r, cc_err_t *
 static int s_load(journal_t *j, uint64_t round, uint64_t size, journal_replay_t *r, cc_err_t *err) {
     uint8_t h[S_HDR], sum[4];
     size_t have = size < S_HDR ? (size_t)size : S_HDR;
-    if (s_pread_all(j->fd, h, have, 0) != 0)
+    if (fileio_pread_all(j->fd, h, have, 0) != 0)
         return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
     int magic = have >= 8 && memcmp(h, s_magic, 8) == 0;
     if (magic && have >= S_HDR_VERSION_END && le_get_u32(h + 8) != S_VERSION) /* JOURNAL-3 */
@@ -592,7 +579,7 @@ int journal_read(journal_t *j, const journal_record_t *rec, size_t from, void *b
     if (from > rec->length || len > rec->length - from)
         return cc_err_set(err, CC_ERR_ARG, "%s: read of [%zu, +%zu) beyond a record of %" PRIu32
                           " bytes", j->path, from, len, rec->length);
-    int rc = s_pread_all(j->fd, buf, len, rec->offset + from);
+    int rc = fileio_pread_all(j->fd, buf, len, rec->offset + from);
     if (rc < 0) return cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", j->path, strerror(errno));
     if (rc > 0)
         return cc_err_set(err, CC_ERR_TRUNCATED, "%s: record at offset %" PRIu64 " is cut off",

@@ -4,7 +4,6 @@
 #include "sumproc.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +108,15 @@ static int s_map_buffers(float **buf, size_t P, const int *fds, int nfd, cc_err_
     return 0;
 }
 
-/* One request: map new buffers, or sum a share into one of them. */
+/* One request: map new buffers, map a buffer's pages, or sum a share into a buffer. */
 static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const int *fds, int nfd, cc_err_t *err) {
+    if (h->op == S_OP_POPULATE) {
+        /* A buffer just taken lost its pages when it was given back: map them all now
+         * (one call, not a fault per page), beside the parent's copy of θ_t into it. */
+        if (h->buffer < SUMPROC_BUFFERS && buf[h->buffer])
+            madvise(buf[h->buffer], *P * sizeof(float), MADV_POPULATE_WRITE); /* best effort */
+        return 0;
+    }
     if (h->op == S_OP_BUFFERS) {
         s_unmap_all(buf, *P);
         *P = (size_t)h->P;
@@ -121,8 +127,6 @@ static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const 
         return cc_err_set(err, CC_ERR_ARG, "sumproc: malformed request (op %u)", h->op);
     const uint64_t *at = s_req + sizeof *h / sizeof(uint64_t);
     const float *scale = (const float *)(at + h->K);
-    if (h->first > h->end || h->end > *P)
-        return cc_err_set(err, CC_ERR_ARG, "sumproc: range [%" PRIu64 ", %" PRIu64 ") of %zu", h->first, h->end, *P);
     return wsum_file_range(buf[h->buffer], *P, fds[0], at, scale, (size_t)h->K, (size_t)h->first,
                            (size_t)h->end, err);
 }
@@ -143,13 +147,7 @@ static _Noreturn void s_child(int sock, pid_t parent) {
         if ((size_t)n < sizeof h) r.rc = cc_err_set(&err, CC_ERR_ARG, "sumproc: short request");
         else memcpy(&h, s_req, sizeof h), r.rc = s_serve(&h, (size_t)n, buf, &P, fds, nfd, &err);
         for (int i = 0; i < nfd; i++) close(fds[i]);
-        if ((size_t)n >= sizeof h && h.op == S_OP_POPULATE) {
-            /* A buffer just taken lost its pages when it was given back: map them all now
-             * (one call, not a fault per page), beside the parent's copy of θ_t into it. */
-            if (h.buffer < SUMPROC_BUFFERS && buf[h.buffer])
-                madvise(buf[h.buffer], P * sizeof(float), MADV_POPULATE_WRITE); /* best effort */
-            continue;
-        }
+        if ((size_t)n >= sizeof h && h.op == S_OP_POPULATE) continue; /* not answered */
         memcpy(r.msg, err.msg, sizeof r.msg);
         if (s_send(sock, &r, sizeof r, NULL, 0) != 0) break;
     }

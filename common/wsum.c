@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
+#include "fileio.h"
 #include "sumproc.h"
 
 #define WSUM_BLOCK WSUM_MIN_SHARE /* 256 KiB: out's block and the vectors' streaming blocks fit in L2 */
@@ -100,15 +100,10 @@ static int s_read(wsum_job_t *j, size_t k, size_t t0, float *buf, size_t m) {
         return journal_read(j->src->journal, &j->src->recs[k], j->src->from[k] + t0 * sizeof(float), buf,
                             m * sizeof(float), &j->err);
     uint64_t off = j->at[k] + t0 * sizeof(float);
-    size_t want = m * sizeof(float), got = 0;
-    while (got < want) {
-        ssize_t r = pread(j->fd, (char *)buf + got, want - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return cc_err_set(&j->err, r < 0 ? CC_ERR_IO : CC_ERR_TRUNCATED, "wsum: reading the journal at offset %" PRIu64 ": %s",
-                              off + got, r < 0 ? strerror(errno) : "end of file");
-        got += (size_t)r;
-    }
+    int rc = fileio_pread_all(j->fd, buf, m * sizeof(float), off);
+    if (rc)
+        return cc_err_set(&j->err, rc < 0 ? CC_ERR_IO : CC_ERR_TRUNCATED, "wsum: reading the journal at offset %" PRIu64 ": %s",
+                          off, rc < 0 ? strerror(errno) : "end of file");
     return 0;
 }
 

@@ -182,7 +182,8 @@ typedef struct {
     double upload_grant_s;     /* [federation] upload_grant_s */
     int io_threads;            /* [federation] io_threads */
     int agg_threads;           /* [aggregation] threads of the close's weighted sum */
-    sumproc_t *sumproc;        /* [aggregation] sum_process: the FedAvg close's helper process
+    int sum_process;           /* [aggregation] sum_process */
+    sumproc_t *sumproc;        /* the FedAvg close's helper process
                                 * (sumproc.h), whose shared buffers hold θ; or NULL */
     int sumproc_lost;          /* it died (logged once; closes sum on threads since) */
 

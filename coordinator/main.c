@@ -222,8 +222,7 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     rc = rc ? rc : config_get_bool(g, "security.curve", &c->curve, err);
     rc = rc ? rc : config_get_int(g, "aggregation.threads", 1, 8, &l, err);
     c->agg_threads = (int)l;
-    int sum_process; /* read (and forked on) at start-up, s_sum_process_start: checked here */
-    rc = rc ? rc : config_get_bool(g, "aggregation.sum_process", &sum_process, err);
+    rc = rc ? rc : config_get_bool(g, "aggregation.sum_process", &c->sum_process, err);
     rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
     rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
     rc = rc ? rc : config_get_double(g, "federation.upload_window_mb", 0.0, 1e9, &c->upload_window_mb, err);
@@ -603,24 +602,30 @@ static void s_alloc_round_state(coord_t *c) {
     }
 }
 
-/* The summing process (sumproc.h) is forked at start-up while the heap is small; once the
- * model and the aggregation are known it gets its θ buffers, or is stopped when the close
- * would not use it (FedCE sums from memory; robust and per-class federation mode sum
- * otherwise; one thread means no second share). */
+/* Why the close would not use a summing process (sumproc.h), or NULL: FedCE sums from
+ * memory, robust and per-class federation mode sum otherwise, one thread means no second
+ * share, and a model under 4 MiB gains nothing (checked once P is known). */
+static const char *s_sum_process_unused(const coord_t *c) {
+    return !c->sum_process ? "aggregation.sum_process = false"
+           : c->fedce ? "weighting is fedce (sums from memory)"
+           : c->robust ? "a robust aggregate"
+           : c->per_class == 3 ? "per_class mode is federation"
+           : c->agg_threads < 2 ? "aggregation threads = 1"
+           : c->P && c->P < WSUM_HELPER_MIN ? "the model has under 4 MiB of parameters" : NULL;
+}
+
+/* Forked once the settings are known and before the model is built, while the heap is
+ * small (the child keeps a copy of what is mapped at the fork). */
 static void s_sum_process_start(coord_t *c) {
-    int on = 0;
     cc_err_t err = {0};
-    if (config_get_bool(c->cfg, "aggregation.sum_process", &on, &err) || !on) return;
+    if (s_sum_process_unused(c)) return;
     if (!(c->sumproc = sumproc_start(&err)))
         cc_log_warn("sum_process_failed", "reason=\"%s\" action=\"summing on threads\"", err.msg);
 }
 
+/* Once P is known: its θ buffers, or stopped when the model is too small for it. */
 static void s_sum_process_ready(coord_t *c) {
-    const char *unused = c->fedce ? "weighting is fedce (sums from memory)"
-                         : c->robust ? "a robust aggregate"
-                         : c->per_class == 3 ? "per_class mode is federation"
-                         : c->agg_threads < 2 ? "aggregation threads = 1"
-                         : c->P < WSUM_HELPER_MIN ? "the model has under 4 MiB of parameters" : NULL;
+    const char *unused = s_sum_process_unused(c);
     cc_err_t err = {0};
     if (!c->sumproc) return;
     if (!unused && sumproc_buffers(c->sumproc, c->P, &err) == 0) {
@@ -668,6 +673,7 @@ static void s_teardown(coord_t *c) {
 static int s_run(coord_t *c, s_paths_t *p) {
     cc_err_t err = {0};
     int rc = s_settings(c, &err);
+    if (!rc) s_sum_process_start(c);
     rc = rc ? rc : s_model_spec(c, &err);
     if (!rc) s_sum_process_ready(c);
     rc = rc ? rc : s_paths(c, p, &err);
@@ -731,7 +737,6 @@ int main(int argc, char **argv) {
     /* Past a file size limit (ulimit -f) a write then fails with EFBIG and is handled like a
      * full disk, instead of the signal killing the daemon mid-write. */
     signal(SIGXFSZ, SIG_IGN);
-    s_sum_process_start(&c);
     s_paths_t p = {0};
     rc = s_run(&c, &p);
     s_teardown(&c);

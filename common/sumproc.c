@@ -22,11 +22,12 @@ enum { S_OP_BUFFERS = 1, S_OP_SUM = 2, S_OP_POPULATE = 3 };
 /* A request: this head, then (S_OP_SUM) K u64 file offsets and K float scales. */
 typedef struct {
     uint32_t op, buffer;
-    uint64_t P, K, first, end; /* out's floats [first, end) */
+    uint64_t P, K;
 } s_head_t;
 
 typedef struct {
     int32_t rc;
+    uint64_t units; /* S_OP_SUM: blocks summed */
     char msg[sizeof(((cc_err_t *)0)->msg)];
 } s_reply_t;
 
@@ -36,7 +37,8 @@ struct sumproc {
     int sock;
     pid_t pid;
     int alive, pending;
-    size_t P, shares;
+    size_t P, shares, units;
+    void *area; /* SUMPROC_AREA_BYTES, MAP_SHARED before the fork */
     float *buf[SUMPROC_BUFFERS];
     int used[SUMPROC_BUFFERS]; /* atomic: ZeroMQ's I/O thread gives θ_t back */
 };
@@ -108,8 +110,10 @@ static int s_map_buffers(float **buf, size_t P, const int *fds, int nfd, cc_err_
     return 0;
 }
 
-/* One request: map new buffers, map a buffer's pages, or sum a share into a buffer. */
-static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const int *fds, int nfd, cc_err_t *err) {
+/* One request: map new buffers, map a buffer's pages, or sum blocks from the pool in area
+ * into a buffer (*units: how many). */
+static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const int *fds, int nfd, void *area,
+                   size_t *units, cc_err_t *err) {
     if (h->op == S_OP_POPULATE) {
         /* A buffer just taken lost its pages when it was given back: map them all now
          * (one call, not a fault per page), beside the parent's copy of θ_t into it. */
@@ -127,11 +131,10 @@ static int s_serve(const s_head_t *h, size_t len, float **buf, size_t *P, const 
         return cc_err_set(err, CC_ERR_ARG, "sumproc: malformed request (op %u)", h->op);
     const uint64_t *at = s_req + sizeof *h / sizeof(uint64_t);
     const float *scale = (const float *)(at + h->K);
-    return wsum_file_range(buf[h->buffer], *P, fds[0], at, scale, (size_t)h->K, (size_t)h->first,
-                           (size_t)h->end, err);
+    return wsum_file_pool(buf[h->buffer], *P, fds[0], at, scale, (size_t)h->K, area, units, err);
 }
 
-static _Noreturn void s_child(int sock, pid_t parent) {
+static _Noreturn void s_child(int sock, pid_t parent, void *area) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(0); /* the parent died before prctl */
     signal(SIGINT, SIG_IGN), signal(SIGTERM, SIG_IGN), signal(SIGHUP, SIG_IGN);
@@ -144,8 +147,10 @@ static _Noreturn void s_child(int sock, pid_t parent) {
         s_head_t h;
         s_reply_t r = {0};
         cc_err_t err = {0};
+        size_t units = 0;
         if ((size_t)n < sizeof h) r.rc = cc_err_set(&err, CC_ERR_ARG, "sumproc: short request");
-        else memcpy(&h, s_req, sizeof h), r.rc = s_serve(&h, (size_t)n, buf, &P, fds, nfd, &err);
+        else memcpy(&h, s_req, sizeof h), r.rc = s_serve(&h, (size_t)n, buf, &P, fds, nfd, area, &units, &err);
+        r.units = units;
         for (int i = 0; i < nfd; i++) close(fds[i]);
         if ((size_t)n >= sizeof h && h.op == S_OP_POPULATE) continue; /* not answered */
         memcpy(r.msg, err.msg, sizeof r.msg);
@@ -163,19 +168,25 @@ sumproc_t *sumproc_start(cc_err_t *err) {
         cc_err_set(err, CC_ERR_IO, "sumproc: socketpair failed: %s", strerror(errno));
         return NULL;
     }
+    void *area = mmap(NULL, SUMPROC_AREA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED) {
+        cc_err_set(err, CC_ERR_IO, "sumproc: mapping the shared page failed: %s", strerror(errno));
+        close(sv[0]), close(sv[1]);
+        return NULL;
+    }
     pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         cc_err_set(err, CC_ERR_IO, "sumproc: fork failed: %s", strerror(errno));
-        close(sv[0]), close(sv[1]);
+        close(sv[0]), close(sv[1]), munmap(area, SUMPROC_AREA_BYTES);
         return NULL;
     }
     if (pid == 0) {
         close(sv[0]);
-        s_child(sv[1], parent);
+        s_child(sv[1], parent, area);
     }
     close(sv[1]);
     sumproc_t *s = cc_xcalloc(1, sizeof *s);
-    s->sock = sv[0], s->pid = pid, s->alive = 1;
+    s->sock = sv[0], s->pid = pid, s->alive = 1, s->area = area;
     return s;
 }
 
@@ -203,11 +214,12 @@ void sumproc_stop(sumproc_t **sp) {
         while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR) {}
     }
     s_unmap_all(s->buf, s->P);
+    munmap(s->area, SUMPROC_AREA_BYTES);
     free(s);
     *sp = NULL;
 }
 
-static int s_answer(sumproc_t *s, cc_err_t *err) {
+static int s_answer(sumproc_t *s, size_t *units, cc_err_t *err) {
     s_reply_t r;
     int fds[SUMPROC_BUFFERS], nfd;
     ssize_t n = s_recv(s->sock, &r, sizeof r, fds, &nfd);
@@ -215,13 +227,15 @@ static int s_answer(sumproc_t *s, cc_err_t *err) {
     s->pending = 0;
     if (n != (ssize_t)sizeof r) return s_gone(s, err);
     r.msg[sizeof r.msg - 1] = '\0';
+    if (units) *units = (size_t)r.units;
     return r.rc ? cc_err_set(err, r.rc, "%s", r.msg) : 0;
 }
 
 int sumproc_wait(sumproc_t *s, cc_err_t *err) {
     if (!s->pending) return cc_err_set(err, CC_ERR_ARG, "sumproc: no sum pending");
-    int rc = s_answer(s, err);
-    if (!rc) s->shares++;
+    size_t units = 0;
+    int rc = s_answer(s, &units, err);
+    if (!rc) s->shares++, s->units += units;
     return rc;
 }
 
@@ -239,7 +253,7 @@ int sumproc_buffers(sumproc_t *s, size_t P, cc_err_t *err) {
     if (!rc) rc = s_map_buffers(s->buf, P, fds, SUMPROC_BUFFERS, err);
     s_head_t h = {.op = S_OP_BUFFERS, .P = P};
     if (!rc && s_send(s->sock, &h, sizeof h, fds, SUMPROC_BUFFERS) != 0) rc = s_gone(s, err);
-    if (!rc) rc = s_answer(s, err);
+    if (!rc) rc = s_answer(s, NULL, err);
     for (int i = 0; i < SUMPROC_BUFFERS; i++)
         if (fds[i] >= 0) close(fds[i]); /* the mappings keep the memory */
     for (int i = 0; i < SUMPROC_BUFFERS; i++) s->used[i] = 0;
@@ -281,16 +295,18 @@ int sumproc_give(sumproc_t *s, float *p) {
 int sumproc_alive(const sumproc_t *s) { return s && s->alive; }
 pid_t sumproc_pid(const sumproc_t *s) { return s ? s->pid : 0; }
 size_t sumproc_shares(const sumproc_t *s) { return s ? s->shares : 0; }
+size_t sumproc_units(const sumproc_t *s) { return s ? s->units : 0; }
+void *sumproc_area(sumproc_t *s) { return s ? s->area : NULL; }
 
 int sumproc_send(sumproc_t *s, const float *out, size_t P, int fd, const uint64_t *at, const float *scale,
-                 size_t K, size_t first, size_t end, cc_err_t *err) {
+                 size_t K, cc_err_t *err) {
     int buffer = -1;
     for (int i = 0; i < SUMPROC_BUFFERS; i++)
         if (s->buf[i] == out) buffer = i;
     if (!s->alive || buffer < 0 || P != s->P || K > SUMPROC_MAX_K || s->pending)
         return cc_err_set(err, CC_ERR_ARG, "sumproc: cannot take this sum (helper %s, out %s one of its buffers)",
                           s->alive ? "running" : "gone", buffer < 0 ? "not" : "is");
-    s_head_t h = {.op = S_OP_SUM, .buffer = (uint32_t)buffer, .P = P, .K = K, .first = first, .end = end};
+    s_head_t h = {.op = S_OP_SUM, .buffer = (uint32_t)buffer, .P = P, .K = K};
     size_t len = sizeof h + K * (sizeof(uint64_t) + sizeof(float));
     unsigned char *msg = cc_xmalloc(len);
     memcpy(msg, &h, sizeof h);

@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "fileio.h"
 #include "sumproc.h"
@@ -19,11 +21,30 @@
 #define WSUM_MAP_BLOCK (WSUM_MAP_ALIGN / sizeof(float))
 #define WSUM_GROUP 4
 
-/* One thread's share: out's floats [first, end), the vectors in memory (rows), mapped from
- * a file (fd, at: each vector's file offset) or read from the journal (src). */
+/* The column blocks of a sum, which its threads and the helper process take one at a
+ * time from a shared counter, so that none waits for another slowed by its neighbour or
+ * by a costlier kind of block (a static split by estimated cost left one of two up to 20%
+ * behind the other): the whole 2 MiB blocks first when mapped, the large units before
+ * the small ones that even out the finish, then WSUM_BLOCK blocks of the rest (read, or
+ * in memory). With a helper it lives in the page both processes share (sumproc_area). */
+typedef struct {
+    atomic_size_t next;
+    atomic_int failed;          /* an error: nobody takes more blocks */
+    atomic_int helper_claimed;  /* the helper has taken a block */
+    atomic_size_t helper_units; /* blocks the helper summed */
+    size_t n_map, n_units, full, P;
+} wsum_pool_t;
+
+_Static_assert(sizeof(wsum_pool_t) <= SUMPROC_AREA_BYTES, "the pool fits the shared page");
+
+/* One thread's (or the helper's) work: the pool's blocks of out; the vectors in memory
+ * (rows), mapped from a file (fd, at: each vector's file offset) or read from the journal
+ * (src). */
 typedef struct {
     float *out;
-    size_t P, K, first, end;
+    size_t P, K;
+    wsum_pool_t *pool;
+    int is_helper;
     const float *const *rows;
     int fd;
     const uint64_t *at;
@@ -120,37 +141,54 @@ static int s_block_read(wsum_job_t *j, size_t s0, size_t n, float *buf) {
     return 0;
 }
 
+/* out's floats [s0, s0 + n), within one block: mapped, in memory, or read. Only whole
+ * 2 MiB blocks are mapped. A vector's last, partial 2 MiB was written in smaller folios,
+ * which map page by page (slower than pread): it is read. */
+static int s_block(wsum_job_t *j, size_t s0, size_t n, float *buf) {
+    if (j->rows || (j->at && n == WSUM_MAP_BLOCK)) return s_block_grouped(j, s0, n);
+    return s_block_read(j, s0, n, buf);
+}
+
+int wsum_test_helper_first = 0;
+
+/* Test hook: this process's threads wait (up to 10 s) for the helper's first block. */
+static void s_wait_for_helper(const wsum_pool_t *pool) {
+    for (int i = 0; i < 10000 && !atomic_load(&pool->helper_claimed); i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* A job: blocks from its pool until none is left. */
 static void *s_run(void *arg) {
     wsum_job_t *j = arg;
+    wsum_pool_t *pool = j->pool;
     float *buf = j->rows ? NULL : cc_xalloc_floats(WSUM_BLOCK);
-    size_t step = j->at ? WSUM_MAP_BLOCK : WSUM_BLOCK;
-    for (size_t s0 = j->first; s0 < j->end && !j->rc;) {
-        size_t n = step - s0 % step; /* up to the next block boundary */
-        if (n > j->end - s0) n = j->end - s0;
-        /* Only whole 2 MiB blocks are mapped. A vector's last, partial 2 MiB was written in
-         * smaller folios, which map page by page (slower than pread): it is read. */
-        if (j->rows || (j->at && n == WSUM_MAP_BLOCK)) j->rc = s_block_grouped(j, s0, n);
-        else j->rc = s_block_read(j, s0, n, buf);
-        s0 += n;
+    if (wsum_test_helper_first && !j->is_helper) s_wait_for_helper(pool);
+    for (size_t u; !j->rc && !atomic_load(&pool->failed) && (u = atomic_fetch_add(&pool->next, 1)) < pool->n_units;) {
+        if (j->is_helper) atomic_store(&pool->helper_claimed, 1);
+        size_t s0 = u < pool->n_map ? u * WSUM_MAP_BLOCK : pool->full + (u - pool->n_map) * WSUM_BLOCK;
+        size_t n = u < pool->n_map ? WSUM_MAP_BLOCK : (pool->P - s0 < WSUM_BLOCK ? pool->P - s0 : WSUM_BLOCK);
+        if ((j->rc = s_block(j, s0, n, buf))) atomic_store(&pool->failed, 1);
+        else if (j->is_helper) atomic_fetch_add(&pool->helper_units, 1);
     }
     free(buf);
     return NULL;
 }
 
-/* Where share t of `shares` starts (t = shares: P). Mapped, a float costs 2 in a whole
- * 2 MiB block and 3 in the partial last one (read: pread is about 1.5 times slower), and
- * the shares cost the same; a boundary in the mapped part falls on a 2 MiB block, in the
- * rest on a WSUM_BLOCK, so no share cuts a mapped block. */
-static size_t s_share_start(size_t P, int mapped, int t, int shares) {
-    if (t >= shares) return P;
+static void s_pool_init(wsum_pool_t *pool, size_t P, int mapped) {
     size_t full = mapped ? P / WSUM_MAP_BLOCK * WSUM_MAP_BLOCK : 0;
-    double total = 2.0 * (double)full + 3.0 * (double)(P - full), target = total * t / shares;
-    size_t x;
-    if (!mapped) x = (size_t)((double)P * t / shares) / WSUM_BLOCK * WSUM_BLOCK;
-    else if (target <= 2.0 * (double)full) x = (size_t)(target / 2.0 / WSUM_MAP_BLOCK + 0.5) * WSUM_MAP_BLOCK;
-    else x = full + (size_t)((target - 2.0 * (double)full) / 3.0 / WSUM_BLOCK + 0.5) * WSUM_BLOCK;
-    return x < P ? x : P;
+    atomic_init(&pool->next, 0);
+    atomic_init(&pool->failed, 0);
+    atomic_init(&pool->helper_claimed, 0);
+    atomic_init(&pool->helper_units, 0);
+    pool->n_map = full / WSUM_MAP_BLOCK;
+    pool->full = full;
+    pool->P = P;
+    pool->n_units = pool->n_map + (P - full + WSUM_BLOCK - 1) / WSUM_BLOCK;
 }
+
+void wsum_pool_start(void *area, size_t P) { s_pool_init(area, P, 1); }
 
 int wsum_maps(const wsum_src_t *src, size_t K) {
     if (src->rows || !src->journal) return 0;
@@ -159,11 +197,14 @@ int wsum_maps(const wsum_src_t *src, size_t K) {
     return 1;
 }
 
-int wsum_file_range(float *out, size_t P, int fd, const uint64_t *at, const float *scale, size_t K,
-                    size_t first, size_t end, cc_err_t *err) {
-    if (first > end || end > P) return cc_err_set(err, CC_ERR_ARG, "wsum: range [%zu, %zu) of %zu floats", first, end, P);
-    wsum_job_t job = {.out = out, .P = P, .K = K, .first = first, .end = end, .fd = fd, .at = at, .scale = scale};
+int wsum_file_pool(float *out, size_t P, int fd, const uint64_t *at, const float *scale, size_t K, void *area,
+                   size_t *units, cc_err_t *err) {
+    wsum_pool_t *pool = area;
+    if (pool->P != P) return cc_err_set(err, CC_ERR_ARG, "wsum: a pool of %zu floats for a sum of %zu", pool->P, P);
+    size_t before = atomic_load(&pool->helper_units);
+    wsum_job_t job = {.out = out, .P = P, .K = K, .pool = pool, .is_helper = 1, .fd = fd, .at = at, .scale = scale};
     s_run(&job);
+    *units = atomic_load(&pool->helper_units) - before;
     if (job.rc && err) *err = job.err;
     return job.rc;
 }
@@ -181,16 +222,16 @@ static int s_file_offsets(const wsum_src_t *src, size_t K, size_t P, uint64_t *a
     return journal_fd_upto(src->journal, end, fd, err);
 }
 
-/* Hands the last share, out's floats [first, P), to the helper process when it can take
- * it; returns the shares left for this process's threads. */
-static int s_helper_share(const wsum_src_t *src, float *out, size_t P, size_t K, const float *scale, int fd,
-                          const uint64_t *at, size_t first, int shares) {
-    if (!at || shares < 2 || P < WSUM_HELPER_MIN || !sumproc_alive(src->helper) || !sumproc_owns(src->helper, out) ||
-        K > SUMPROC_MAX_K)
-        return shares;
+/* Hands the sum to the helper process too when it can take part: the pool then lives in
+ * the page it shares with us. Returns the pool, or NULL (this process's threads alone). */
+static wsum_pool_t *s_helper_joins(const wsum_src_t *src, float *out, size_t P, size_t K, const float *scale, int fd,
+                                   const uint64_t *at) {
+    sumproc_t *h = src->helper;
+    if (!at || P < WSUM_HELPER_MIN || !sumproc_alive(h) || !sumproc_owns(h, out) || K > SUMPROC_MAX_K) return NULL;
+    wsum_pool_start(sumproc_area(h), P);
     cc_err_t ignored;
-    if (sumproc_send(src->helper, out, P, fd, at, scale, K, first, P, &ignored)) return shares; /* gone: all here */
-    return shares - 1;
+    if (sumproc_send(h, out, P, fd, at, scale, K, &ignored)) return NULL; /* gone: all here */
+    return sumproc_area(h);
 }
 
 int wsum_blocked(float *out, size_t P, const wsum_src_t *src, size_t K, const float *scale, int threads,
@@ -205,20 +246,21 @@ int wsum_blocked(float *out, size_t P, const wsum_src_t *src, size_t K, const fl
     if (threads < 1) threads = 1;
     if (threads > 8) threads = 8;
     if ((size_t)threads > units) threads = units ? (int)units : 1;
-    int here = s_helper_share(src, out, P, K, scale, fd, at, s_share_start(P, map, threads - 1, threads), threads);
+    wsum_pool_t own, *pool = threads >= 2 ? s_helper_joins(src, out, P, K, scale, fd, at) : NULL;
+    int here = pool ? threads - 1 : threads;
+    if (!pool) s_pool_init(pool = &own, P, map);
     wsum_job_t jobs[8];
     pthread_t tid[8];
     int started[8] = {0};
     for (int t = 0; t < here; t++) {
-        jobs[t] = (wsum_job_t){.out = out, .P = P, .K = K, .rows = src->rows, .fd = fd, .at = at, .src = src,
-                               .scale = scale, .first = s_share_start(P, map, t, threads),
-                               .end = s_share_start(P, map, t + 1, threads)};
+        jobs[t] = (wsum_job_t){.out = out, .P = P, .K = K, .pool = pool, .rows = src->rows, .fd = fd, .at = at,
+                               .src = src, .scale = scale};
         if (t > 0) started[t] = pthread_create(&tid[t], NULL, s_run, &jobs[t]) == 0;
-        if (t > 0 && !started[t]) s_run(&jobs[t]); /* no thread: do it here */
+        /* no thread: the others take its blocks */
     }
     s_run(&jobs[0]);
     int rc = 0;
-    if (here < threads) rc = sumproc_wait(src->helper, err);
+    if (pool != &own) rc = sumproc_wait(src->helper, err);
     for (int t = 0; t < here; t++) {
         if (t > 0 && started[t]) pthread_join(tid[t], NULL);
         if (jobs[t].rc && !rc) {

@@ -9,10 +9,10 @@
  * when every vector starts at a 2 MiB-aligned file offset (the coordinator's journal puts
  * them there), mapped 2 MiB at a time (the page cache's large folios, no copy; four
  * vectors' windows per thread at a time, unmapped after, so RSS grows by 8 MiB a thread;
- * a vector's last, partial 2 MiB is read with pread). Blocks are split between threads in
- * contiguous ranges, the last range going to a helper process (sumproc.h) when there is
- * one and out is one of its shared buffers: its unmaps do not interrupt our CPU, as a
- * second thread's would. Each element's sum runs in the same order whatever the thread
+ * a vector's last, partial 2 MiB is read with pread). The threads take blocks one at a
+ * time from a shared counter, and so does a helper process (sumproc.h) when there is one
+ * and out is one of its shared buffers: its unmaps do not interrupt our CPU, as a second
+ * thread's would. Each element's sum runs in the same order whatever the thread
  * count and wherever it runs, with plain multiply and add (no FMA), so the result is the
  * same bits on every run and every machine. */
 #ifndef CONCORD_WSUM_H
@@ -42,10 +42,10 @@ typedef struct {
 
 /* File offset alignment at which wsum_blocked maps the journal's vectors. */
 #define WSUM_MAP_ALIGN ((size_t)2 << 20)
-/* Floats a vector needs before a helper process takes a share: two whole mapped blocks.
- * Below that most of a vector is its partial last block, read with pread, where a second
- * process gains nothing over a second thread and its round trip only costs. */
-#define WSUM_HELPER_MIN (2 * WSUM_MAP_ALIGN / sizeof(float))
+/* Floats a vector needs before a helper process takes part: one whole mapped block (below
+ * that every float is read with pread, where a second process gains nothing over a second
+ * thread and its round trip only costs). */
+#define WSUM_HELPER_MIN (WSUM_MAP_ALIGN / sizeof(float))
 
 /* Does wsum_blocked map the vectors (a journal source, each vector at a file offset that
  * is a multiple of WSUM_MAP_ALIGN)? Else it reads them (pread), or they are in memory. */
@@ -68,11 +68,19 @@ uint64_t wsum_record_floats(const journal_record_t *rec, uint32_t header_len);
 int wsum_blocked(float *out, size_t P, const wsum_src_t *src, size_t K, const float *scale, int threads,
                  cc_err_t *err) CC_WUR;
 
-/* The mapped path's work on one thread (and the helper's): out's floats [first, end) +=
- * Σ_k scale[k] · v_k, v_k being P floats at byte offset at[k] (a multiple of
- * WSUM_MAP_ALIGN) of file fd, which must hold them all (touching a mapped page past a
- * file's end is SIGBUS); whole 2 MiB blocks mapped, the rest read. */
-int wsum_file_range(float *out, size_t P, int fd, const uint64_t *at, const float *scale, size_t K,
-                    size_t first, size_t end, cc_err_t *err) CC_WUR;
+/* The helper's part of a mapped sum (sumproc.h): out's blocks taken from the pool in
+ * area (wsum_pool_start, then shared with this process's threads) += Σ_k scale[k] · v_k,
+ * v_k being P floats at byte offset at[k] (a multiple of WSUM_MAP_ALIGN) of file fd,
+ * which must hold them all (touching a mapped page past a file's end is SIGBUS); whole
+ * 2 MiB blocks mapped, the rest read. *units: the blocks it summed. */
+int wsum_file_pool(float *out, size_t P, int fd, const uint64_t *at, const float *scale, size_t K, void *area,
+                   size_t *units, cc_err_t *err) CC_WUR;
+/* Sets up in area (SUMPROC_AREA_BYTES, shared with the helper) the pool of a mapped sum of
+ * P floats; wsum_blocked does it before it hands the helper a sum. */
+void wsum_pool_start(void *area, size_t P);
+
+/* Tests only: when set, this process's threads start on a sum only once the helper has
+ * taken its first block (or 10 s passed), so that a test sees the helper do its part. */
+extern int wsum_test_helper_first;
 
 #endif

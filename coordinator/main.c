@@ -66,7 +66,7 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "training.weight_decay", "0", "L2 weight decay");
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
     config_declare(cfg, "aggregation.threads", "2", "threads summing the updates at round close (1-8; the result is the same bits)");
-    config_declare(cfg, "aggregation.sum_process", "true", "FedAvg: one of those shares is summed in a helper process, which reads the journal faster than a second thread (docs/operations.md)");
+    config_declare(cfg, "aggregation.sum_process", "true", "FedAvg: one of those workers is a helper process, which reads the journal faster than a second thread (docs/operations.md)");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
     config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
     config_declare(cfg, "aggregation.max_norm_ratio", "0", "leave out updates whose norm exceeds this multiple of the round's median update norm (0: off)");
@@ -604,14 +604,14 @@ static void s_alloc_round_state(coord_t *c) {
 
 /* Why the close would not use a summing process (sumproc.h), or NULL: FedCE sums from
  * memory, robust and per-class federation mode sum otherwise, one thread means no second
- * share, and a model under 4 MiB gains nothing (checked once P is known). */
+ * share, and a model under 2 MiB gains nothing (checked once P is known). */
 static const char *s_sum_process_unused(const coord_t *c) {
     return !c->sum_process ? "aggregation.sum_process = false"
            : c->fedce ? "weighting is fedce (sums from memory)"
            : c->robust ? "a robust aggregate"
            : c->per_class == 3 ? "per_class mode is federation"
            : c->agg_threads < 2 ? "aggregation threads = 1"
-           : c->P && c->P < WSUM_HELPER_MIN ? "the model has under 4 MiB of parameters" : NULL;
+           : c->P && c->P < WSUM_HELPER_MIN ? "the model has under 2 MiB of parameters" : NULL;
 }
 
 /* Forked once the settings are known and before the model is built, while the heap is
@@ -665,8 +665,8 @@ static void s_teardown(coord_t *c) {
     free(c->gram);
     coord_minus_release(&c->minus);
     if (c->sumproc)
-        cc_log_info("sum_process_stopped", "pid=%d shares=%zu lost=%d", (int)sumproc_pid(c->sumproc),
-                    sumproc_shares(c->sumproc), c->sumproc_lost);
+        cc_log_info("sum_process_stopped", "pid=%d shares=%zu blocks=%zu lost=%d", (int)sumproc_pid(c->sumproc),
+                    sumproc_shares(c->sumproc), sumproc_units(c->sumproc), c->sumproc_lost);
     sumproc_stop(&c->sumproc); /* last: θ may have lived in its buffers */
 }
 

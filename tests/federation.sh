@@ -107,12 +107,12 @@ run_b() {
   echo "B/$label: resumed run's final model is bit-identical to the uninterrupted one ($ref)"
 }
 run_b fedavg
-# The summing process (aggregation.sum_process) takes a share of each FedAvg close once the
-# model has 4 MiB of parameters (thyroid's default MLP has not: it is stopped). With a wider
+# The summing process (aggregation.sum_process) takes part in each FedAvg close once the
+# model has 2 MiB of parameters (thyroid's default MLP has not: it is stopped). With a wider
 # MLP (1.1M parameters), a run with it and a run on threads only end in the same bits; and
 # killed while round 1 waits for site3, it is noticed at that close, which sums on threads,
 # and the final model is still the same bits.
-grep -q 'event=sum_process_unused reason="the model has under 4 MiB of parameters"' "$tmp/fedavg-ref/logs/coordinator.log" ||
+grep -q 'event=sum_process_unused reason="the model has under 2 MiB of parameters"' "$tmp/fedavg-ref/logs/coordinator.log" ||
   fail "B/sum_process: a 2k-parameter model kept its summing process"
 printf '[model]\narch = mlp:1024,1024\n' >"$tmp/wide.ini"
 { cat "$tmp/wide.ini"; printf '[aggregation]\nsum_process = false\n'; } >"$tmp/wide-threads.ini"
@@ -122,7 +122,7 @@ for v in wide wide-threads; do
   "$build/concord-sim" "${sp_common[@]}" --config "$tmp/$v.ini" --workdir "$tmp/sp-$v" >"$tmp/sp-$v.out" 2>&1 ||
     { cat "$tmp/sp-$v.out"; fail "B/sum_process: run $v"; }
 done
-grep -q "event=sum_process_stopped pid=[0-9]* shares=4 lost=0" "$tmp/sp-wide/logs/coordinator.log" ||
+grep -q "event=sum_process_stopped pid=[0-9]* shares=4 blocks=[0-9]* lost=0" "$tmp/sp-wide/logs/coordinator.log" ||
   fail "B/sum_process: the summing process did not take a share of each of the 4 closes"
 ! grep -q "event=sum_process " "$tmp/sp-wide-threads/logs/coordinator.log" || fail "B/sum_process: sum_process = false still forked one"
 cmp "$tmp/sp-wide/final-model.ckpt" "$tmp/sp-wide-threads/final-model.ckpt" ||

@@ -180,10 +180,11 @@ Test(wsum, mapped_journal_records_give_the_same_bits) {
     s_mapped_close(&m);
 }
 
-/* The helper process (sumproc.h) sums the last share of a mapped sum into a shared θ
- * buffer with the same bits; it takes no share of an out that is not its buffer; once
- * killed, sums run here, with the same bits; killed mid-sum, the sum fails and the helper
- * is gone; an error inside the helper comes back as an error. */
+/* The helper process (sumproc.h) sums blocks of a mapped sum into a shared θ buffer, taken
+ * from the same counter as our threads, with the same bits; it takes no part in a sum
+ * into an out that is not its buffer; once killed, sums run here, with the same bits;
+ * killed mid-sum, the sum fails and the helper is gone; an error inside the helper comes
+ * back as an error. */
 Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     s_mapped_t m;
     s_mapped_open(&m);
@@ -200,21 +201,29 @@ Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     float *want = s_sum_memory_n(U, PM, scale, 1), *plain = malloc(PM * sizeof(float));
     cr_assert_not(sumproc_give(h, plain), "not one of its buffers");
     wsum_src_t src = {.journal = m.j, .recs = m.recs, .from = m.from, .helper = h};
+    wsum_test_helper_first = 1; /* so that the helper surely sums blocks of its own */
     for (int threads = 2; threads <= 3; threads++) {
         s_start(a, PM);
-        size_t before = sumproc_shares(h);
+        size_t before = sumproc_shares(h), units = sumproc_units(h);
         cr_assert_eq(wsum_blocked(a, PM, &src, K, scale, threads, &err), 0, "%s", err.msg);
-        cr_expect_eq(sumproc_shares(h), before + 1, "the helper took a share (%d threads)", threads);
+        cr_expect_eq(sumproc_shares(h), before + 1, "the helper took part (%d threads)", threads);
+        cr_expect_gt(sumproc_units(h), units, "the helper summed blocks (%d threads)", threads);
         cr_expect_eq(memcmp(a, want, PM * sizeof(float)), 0, "helper's sum differs (%d threads)", threads);
     }
+    wsum_test_helper_first = 0;
+    /* without the hook, whoever is first takes each block: the same bits */
+    s_start(a, PM);
+    cr_assert_eq(wsum_blocked(a, PM, &src, K, scale, 2, &err), 0, "%s", err.msg);
+    cr_expect_eq(memcmp(a, want, PM * sizeof(float)), 0, "helper's sum differs (no hook)");
     s_start(plain, PM);
     cr_assert_eq(wsum_blocked(plain, PM, &src, K, scale, 2, &err), 0, "%s", err.msg);
-    cr_expect_eq(sumproc_shares(h), 2, "no share of a private out");
+    cr_expect_eq(sumproc_shares(h), 3, "no part in a sum into a private out");
     cr_expect_eq(memcmp(plain, want, PM * sizeof(float)), 0);
     /* an error inside the helper (a directory cannot be mapped) comes back; it lives on */
     int dfd = open(m.dir, O_RDONLY | O_DIRECTORY);
     uint64_t at[K] = {0};
-    cr_assert_eq(sumproc_send(h, a, PM, dfd, at, scale, K, 0, 1, &err), 0, "%s", err.msg);
+    wsum_pool_start(sumproc_area(h), PM);
+    cr_assert_eq(sumproc_send(h, a, PM, dfd, at, scale, K, &err), 0, "%s", err.msg);
     cr_expect_neq(sumproc_wait(h, &err), 0, "mapping a directory fails");
     cr_log_info("helper's error: %s", err.msg);
     cr_expect(sumproc_alive(h));
@@ -225,7 +234,8 @@ Test(wsum, helper_process_sums_a_share_with_the_same_bits) {
     for (size_t k = 0; k < K; k++) at0[k] = m.recs[k].offset + m.from[k];
     int fd = -1;
     cr_assert_eq(journal_fd_upto(m.j, 0, &fd, &err), 0, "%s", err.msg);
-    cr_assert_eq(sumproc_send(h, a, PM, fd, at0, scale, K, 1, 2, &err), 0, "%s", err.msg);
+    wsum_pool_start(sumproc_area(h), PM);
+    cr_assert_eq(sumproc_send(h, a, PM, fd, at0, scale, K, &err), 0, "%s", err.msg);
     cr_assert_eq(kill(sumproc_pid(h), SIGKILL), 0);
     cr_expect_eq(sumproc_wait(h, &err), CC_ERR_IO);
     cr_log_info("helper killed: %s", err.msg);

@@ -53,6 +53,6 @@ for f in "${logs[@]}"; do
 done
 [ "$status" -eq 0 ] || { echo "FAIL: FedAvg run: exit status $status (3 = valgrind found leaks or errors)"; tail -5 "$tmp/fedavg.log"; exit 1; }
 [ "${#logs[@]}" -eq 2 ] || { echo "FAIL: expected the coordinator's and its summing process's valgrind logs, got ${#logs[@]}"; exit 1; }
-grep -q "event=sum_process_stopped pid=[0-9]* shares=2 lost=0" "$tmp/fedavg.log" ||
+grep -q "event=sum_process_stopped pid=[0-9]* shares=2 blocks=[0-9]* lost=0" "$tmp/fedavg.log" ||
   { echo "FAIL: the summing process did not sum a share of both closes"; grep sum_process "$tmp/fedavg.log"; exit 1; }
 echo "valgrind: FedAvg with the summing process (2 shares), coordinator and helper: no leaks, no errors"

@@ -282,8 +282,8 @@ for e in extra:
     print("- " + e)
 
 print("\n## Coordinator peak RSS\n")
-print("Peak RSS: the coordinator's highest VmRSS (`time -v`); when its summing process took shares\n"
-      "of the closes (FedAvg, models of 4 MiB or more, `aggregation.sum_process`), the larger of that\n"
+print("Peak RSS: the coordinator's highest VmRSS (`time -v`); when its summing process took part in\n"
+      "the closes (FedAvg, models of 2 MiB or more, `aggregation.sum_process`), the larger of that\n"
       "plus the helper's idle pages and the highest sum of both sampled at one moment every 5 ms\n"
       "(the helper's own pages: RssAnon + RssFile, with its journal windows during a close; the θ\n"
       "buffers both map are counted once, in the coordinator).\n")

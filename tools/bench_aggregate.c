@@ -564,7 +564,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
         json_t *jf = json_object();
         printf("FedAvg close (θ += w_k·Δ_k over the K updates by blocks; rate = update bytes / time, vs read bandwidth %.2f GB/s;"
                " journal %s; %s):\n", bw, mapped ? "mapped 2 MiB at a time" : "read with pread",
-               sumproc_alive(a.helper) ? "the coordinator's path sums a share in its helper process" : "no helper process");
+               sumproc_alive(a.helper) ? "the coordinator's path shares the blocks with its helper process" : "no helper process");
         for (int variant = 0; variant < 4; variant++) {
             double rate = upd_bytes / med[variant] / 1e9;
             printf("  %-16s %8.2f ms  %6.2f GB/s  %5.1f%% of bandwidth%s\n", names[variant], med[variant] * 1e3, rate,

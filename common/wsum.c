@@ -23,7 +23,7 @@
 
 /* The column blocks of a sum, which its threads and the helper process take one at a
  * time from a shared counter, so that none waits for another slowed by its neighbour or
- * by a costlier kind of block (a static split by estimated cost left one of two up to 20%
+ * by a costlier kind of block (a static split by estimated cost left one of two up to 30%
  * behind the other): the whole 2 MiB blocks first when mapped, the large units before
  * the small ones that even out the finish, then WSUM_BLOCK blocks of the rest (read, or
  * in memory). With a helper it lives in the page both processes share (sumproc_area). */

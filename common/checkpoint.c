@@ -42,10 +42,10 @@
  * (so model_new never allocates what the file did not announce) -> decode. */
 #include "checkpoint.h"
 
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blake2b.h"
 #include "fileio.h"
 #include "le.h"
 
@@ -85,13 +85,13 @@ static void s_get_floats(float *dst, const uint8_t *src, size_t n) {
 typedef struct {
     FILE *fp;
     int hashing;                 /* update h with every byte written */
-    crypto_generichash_state h;
+    cc_blake2b_t h;
 } s_writer_t;
 
 /* Write errors are sticky in fp and reported by fileio_atomic_commit (ferror). */
 static void s_write(s_writer_t *w, const void *p, size_t n) {
     if (n == 0) return;
-    if (w->hashing) crypto_generichash_update(&w->h, p, n);
+    if (w->hashing) cc_blake2b_update(&w->h, p, n);
     fwrite(p, 1, n, w->fp);
 }
 
@@ -121,7 +121,7 @@ static size_t s_header_encode(uint8_t *buf, const model_spec_t *s, uint64_t n, u
     le_put_u64(buf + pos + 8, d);
     le_put_u64(buf + pos + 16, J);
     pos += S_LENGTHS;
-    crypto_generichash(buf + pos, S_HEAD_HASH, buf, pos, NULL, 0);
+    cc_blake2b(buf + pos, S_HEAD_HASH, buf, pos, NULL, 0);
     return pos + S_HEAD_HASH;
 }
 
@@ -135,8 +135,6 @@ static int s_check_save_args(const char *path, const model_t *m, const standardi
         return cc_err_set(err, CC_ERR_ARG,
                           "%s: standardizer has %zu features but the model takes %d inputs",
                           path, st->d, m->spec.n_inputs);
-    if (sodium_init() < 0)
-        return cc_err_set(err, CC_ERR_IO, "%s: libsodium failed to initialise", path);
     return 0;
 }
 
@@ -154,7 +152,7 @@ int checkpoint_save(const char *path, const model_t *m, const standardizer_t *st
     rc = fileio_atomic_open(&f, path, err);
     if (rc) goto done;
     s_writer_t w = {.fp = f.fp, .hashing = 1};
-    crypto_generichash_init(&w.h, NULL, 0, S_FILE_HASH);
+    cc_blake2b_init(&w.h, S_FILE_HASH, NULL, 0);
     s_write(&w, head, head_len);
     s_write_floats(&w, m->params, m->n_params);
     if (st) {
@@ -163,7 +161,7 @@ int checkpoint_save(const char *path, const model_t *m, const standardizer_t *st
     }
     s_write(&w, json, J);
     uint8_t digest[S_FILE_HASH];
-    crypto_generichash_final(&w.h, digest, S_FILE_HASH);
+    cc_blake2b_final(&w.h, digest);
     w.hashing = 0;
     s_write(&w, digest, S_FILE_HASH);
     rc = fileio_atomic_commit(&f, err); /* FILEIO-1: all or nothing */
@@ -190,7 +188,7 @@ static int s_truncated(cc_err_t *err, const char *path, const char *what, uint64
 static int s_file_hash_ok(const uint8_t *b, size_t len) {
     uint8_t digest[S_FILE_HASH];
     if (len < 12 + S_FILE_HASH) return 0;
-    crypto_generichash(digest, S_FILE_HASH, b, len - S_FILE_HASH, NULL, 0);
+    cc_blake2b(digest, S_FILE_HASH, b, len - S_FILE_HASH, NULL, 0);
     return memcmp(digest, b + len - S_FILE_HASH, S_FILE_HASH) == 0;
 }
 
@@ -235,7 +233,7 @@ static int s_parse_header(s_header_t *h, const uint8_t *b, size_t len, const cha
     h->data_off = lengths + S_LENGTHS + S_HEAD_HASH;
     if (len < h->data_off) return s_truncated(err, path, "at least ", h->data_off, len);
     uint8_t digest[S_HEAD_HASH];
-    crypto_generichash(digest, S_HEAD_HASH, b, lengths + S_LENGTHS, NULL, 0);
+    cc_blake2b(digest, S_HEAD_HASH, b, lengths + S_LENGTHS, NULL, 0);
     if (memcmp(digest, b + lengths + S_LENGTHS, S_HEAD_HASH) != 0)
         return cc_err_set(err, CC_ERR_CORRUPT, "%s: corrupt: header checksum mismatch", path);
     model_spec_t *s = &h->spec;
@@ -372,8 +370,6 @@ int checkpoint_load(const char *path, model_t **m, standardizer_t **st, json_t *
     *m = NULL;
     if (st) *st = NULL;
     if (meta) *meta = NULL;
-    if (sodium_init() < 0)
-        return cc_err_set(err, CC_ERR_IO, "%s: libsodium failed to initialise", path);
     char *buf = NULL;
     size_t len = 0;
     int rc = fileio_read_all(path, CHECKPOINT_MAX_BYTES, &buf, &len, err);

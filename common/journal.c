@@ -50,6 +50,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "blake2b.h"
 #include "fileio.h"
 #include "le.h"
 
@@ -149,7 +150,7 @@ static int s_write_record(int fd, const struct iovec *iov, size_t n, uint64_t of
 
 static void s_header_sum(uint8_t out[4], const uint8_t *h) {
     uint8_t d[16];
-    crypto_generichash(d, sizeof d, h, S_HDR_SUM, NULL, 0);
+    cc_blake2b(d, sizeof d, h, S_HDR_SUM, NULL, 0);
     memcpy(out, d, 4);
 }
 
@@ -179,7 +180,7 @@ static int s_start_fresh(journal_t *j, uint64_t round, int sync, cc_err_t *err) 
 /* The tag of a record head: keyed, so only this journal's writer can make one. */
 static void s_head_tag(const journal_t *j, uint8_t tag[S_REC_TAG], const uint8_t *head) {
     uint8_t d[16];
-    crypto_generichash(d, sizeof d, head, S_REC_TAGGED, j->key, S_KEY);
+    cc_blake2b(d, sizeof d, head, S_REC_TAGGED, j->key, S_KEY);
     memcpy(tag, d, S_REC_TAG);
 }
 
@@ -223,13 +224,13 @@ static int s_read_head(const journal_t *j, uint64_t p, uint64_t size, s_head_t *
 }
 
 /* Feeds n file bytes at off into st through buf (S_CHUNK). 0, 1 if the file ended first, -1. */
-static int s_hash_range(int fd, crypto_generichash_state *st, uint64_t off, uint64_t n,
+static int s_hash_range(int fd, cc_blake2b_t *st, uint64_t off, uint64_t n,
                         uint8_t *buf) {
     for (uint64_t done = 0; done < n;) {
         size_t k = n - done < S_CHUNK ? (size_t)(n - done) : S_CHUNK;
         int rc = fileio_pread_all(fd, buf, k, off + done);
         if (rc) return rc;
-        crypto_generichash_update(st, buf, k);
+        cc_blake2b_update(st, buf, k);
         done += k;
     }
     return 0;
@@ -273,11 +274,11 @@ static int s_check_entry(int fd, uint64_t payload, const uint8_t *e, uint8_t *bu
     uint64_t off = le_get_u32(e), len = le_get_u32(e + 4);
     if (s_is_zero_run(e)) return s_zeros_range(fd, payload + off, len, buf, ok);
     uint8_t d[JOURNAL_DIGEST_BYTES];
-    crypto_generichash_state part;
-    crypto_generichash_init(&part, NULL, 0, JOURNAL_DIGEST_BYTES);
+    cc_blake2b_t part;
+    cc_blake2b_init(&part, JOURNAL_DIGEST_BYTES, NULL, 0);
     int rc = s_hash_range(fd, &part, payload + off, len, buf);
     if (rc) return rc;
-    crypto_generichash_final(&part, d, sizeof d);
+    cc_blake2b_final(&part, d);
     *ok = memcmp(d, e + 8, sizeof d) == 0;
     return 0;
 }
@@ -291,11 +292,11 @@ static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *
     size_t tlen = (size_t)h->n_digests * S_ENTRY;
     uint64_t payload = p + S_REC_HEAD, at = 0;
     uint8_t sum[S_REC_SUM];
-    crypto_generichash_state st;
+    cc_blake2b_t st;
     int rc, entry_ok;
     *ok = 0;
-    crypto_generichash_init(&st, NULL, 0, S_REC_SUM);
-    crypto_generichash_update(&st, h->raw, S_REC_TAGGED);
+    cc_blake2b_init(&st, S_REC_SUM, NULL, 0);
+    cc_blake2b_update(&st, h->raw, S_REC_TAGGED);
     for (uint32_t i = 0; i < h->n_digests; i++) {
         const uint8_t *e = t + (size_t)i * S_ENTRY;
         uint64_t off = le_get_u32(e), len = le_get_u32(e + 4);
@@ -304,8 +305,8 @@ static int s_check_hashes(int fd, uint64_t p, const s_head_t *h, const uint8_t *
         at = off + len;
     }
     if ((rc = s_hash_range(fd, &st, payload + at, h->len - at, buf))) return rc;
-    crypto_generichash_update(&st, t, tlen);
-    crypto_generichash_final(&st, sum, sizeof sum);
+    cc_blake2b_update(&st, t, tlen);
+    cc_blake2b_final(&st, sum);
     *ok = memcmp(sum, t + tlen, sizeof sum) == 0;
     return 0;
 }
@@ -489,9 +490,9 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
     uint8_t head[S_REC_HEAD], sum[S_REC_SUM];
     s_make_head(j, head, (uint32_t)len, j->next_seq, (uint32_t)n_digests);
     uint8_t *trailer = cc_xmalloc(n_digests * S_ENTRY + 1), *e = trailer;
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, S_REC_SUM);
-    crypto_generichash_update(&st, head, S_REC_TAGGED);
+    cc_blake2b_t st;
+    cc_blake2b_init(&st, S_REC_SUM, NULL, 0);
+    cc_blake2b_update(&st, head, S_REC_TAGGED);
     struct iovec *iov = cc_xmalloc((n_parts + 3) * sizeof *iov);
     iov[0] = (struct iovec){head, sizeof head};
     uint32_t at = 0;
@@ -503,13 +504,13 @@ static int s_append(journal_t *j, const void *const *parts, const size_t *part_l
             memcpy(e + 8, zero_run ? s_zero_run_digest : part_digests[i], JOURNAL_DIGEST_BYTES);
             e += S_ENTRY;
         } else {
-            crypto_generichash_update(&st, parts[i], part_lens[i]);
+            cc_blake2b_update(&st, parts[i], part_lens[i]);
         }
         iov[i + 1] = (struct iovec){(void *)parts[i], part_lens[i]};
         at += (uint32_t)part_lens[i];
     }
-    crypto_generichash_update(&st, trailer, n_digests * S_ENTRY);
-    crypto_generichash_final(&st, sum, sizeof sum);
+    cc_blake2b_update(&st, trailer, n_digests * S_ENTRY);
+    cc_blake2b_final(&st, sum);
     iov[n_parts + 1] = (struct iovec){trailer, n_digests * S_ENTRY};
     iov[n_parts + 2] = (struct iovec){sum, sizeof sum};
     size_t total = S_REC_HEAD + (size_t)len + n_digests * S_ENTRY + S_REC_SUM;

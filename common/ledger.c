@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blake2b.h"
 #include "fileio.h"
 #include "log.h"
 
@@ -88,7 +89,7 @@ static int s_unhex(uint8_t *out, size_t n, const char *hex, size_t hex_len) {
 }
 
 static void s_digest(uint8_t out[S_DIGEST], const char *line, size_t n) {
-    crypto_generichash(out, S_DIGEST, (const unsigned char *)line, n, NULL, 0);
+    cc_blake2b(out, S_DIGEST, (const unsigned char *)line, n, NULL, 0);
 }
 
 /* The canonical form (ledger.h) in a new buffer (free()), or NULL. */

@@ -26,13 +26,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blake2b.h"
 #include "fileio.h"
 #include "le.h"
 
@@ -123,13 +123,13 @@ const void *snapshot_get(const snapshot_t *s, const char *name, size_t *len) {
 
 typedef struct {
     FILE *fp;
-    crypto_generichash_state h;
+    cc_blake2b_t h;
 } s_writer_t;
 
 /* Write errors are sticky in fp and reported by fileio_atomic_commit (ferror). */
 static void s_emit(s_writer_t *w, const void *p, size_t n) {
     if (n == 0) return;
-    crypto_generichash_update(&w->h, p, n);
+    cc_blake2b_update(&w->h, p, n);
     fwrite(p, 1, n, w->fp);
 }
 
@@ -138,11 +138,10 @@ static void s_header(uint8_t h[S_HDR], uint32_t count, uint64_t total) {
     le_put_u32(h + 8, S_VERSION);
     le_put_u32(h + 12, count);
     le_put_u64(h + 16, total);
-    crypto_generichash(h + 24, S_HDR_HASH, h, 24, NULL, 0);
+    cc_blake2b(h + 24, S_HDR_HASH, h, 24, NULL, 0);
 }
 
 int snapshot_write(const snapshot_t *s, const char *path, cc_err_t *err) {
-    if (sodium_init() < 0) return cc_err_set(err, CC_ERR_IO, "libsodium failed to initialise");
     if (s->n > S_MAX_SECTIONS)
         return cc_err_set(err, CC_ERR_ARG, "%s: more than %u sections", path, S_MAX_SECTIONS);
     uint64_t total = S_HDR + S_SUM;
@@ -153,7 +152,7 @@ int snapshot_write(const snapshot_t *s, const char *path, cc_err_t *err) {
     int rc = fileio_atomic_open(&f, path, err);
     if (rc) return rc;
     s_writer_t w = {.fp = f.fp};
-    crypto_generichash_init(&w.h, NULL, 0, S_SUM);
+    cc_blake2b_init(&w.h, S_SUM, NULL, 0);
     s_emit(&w, h, sizeof h);
     for (size_t i = 0; i < s->n; i++) {
         size_t nl = strlen(s->secs[i].name);
@@ -164,7 +163,7 @@ int snapshot_write(const snapshot_t *s, const char *path, cc_err_t *err) {
         s_emit(&w, b, 8);
         s_emit(&w, s->secs[i].data, s->secs[i].len);
     }
-    crypto_generichash_final(&w.h, sum, sizeof sum);
+    cc_blake2b_final(&w.h, sum);
     fwrite(sum, 1, sizeof sum, f.fp);
     return fileio_atomic_commit(&f, err); /* FILEIO-1..3 */
 }
@@ -180,7 +179,7 @@ static int s_check_header(const char *path, const uint8_t *h, uint64_t size, uin
     if (n < S_HDR)
         return cc_err_set(err, CC_ERR_TRUNCATED, "%s: %zu bytes, shorter than the header", path, n);
     uint8_t d[S_HDR_HASH];
-    crypto_generichash(d, sizeof d, h, 24, NULL, 0);
+    cc_blake2b(d, sizeof d, h, 24, NULL, 0);
     if (memcmp(d, h + 24, sizeof d) != 0)
         return cc_err_set(err, CC_ERR_CORRUPT, "%s: header checksum mismatch", path);
     if (le_get_u32(h + 8) != S_VERSION)
@@ -202,7 +201,7 @@ static int s_check_header(const char *path, const uint8_t *h, uint64_t size, uin
 
 typedef struct {
     FILE *fp;
-    crypto_generichash_state h;
+    cc_blake2b_t h;
     uint64_t left;            /* section bytes not yet read */
 } s_reader_t;
 
@@ -211,7 +210,7 @@ typedef struct {
 static int s_take(s_reader_t *r, void *p, uint64_t n) {
     if (n > r->left) return CC_ERR_CORRUPT;
     if (n && fread(p, 1, (size_t)n, r->fp) != n) return CC_ERR_TRUNCATED;
-    crypto_generichash_update(&r->h, p, (size_t)n);
+    cc_blake2b_update(&r->h, p, (size_t)n);
     r->left -= n;
     return 0;
 }
@@ -234,14 +233,13 @@ static int s_read_sections(snapshot_t *s, s_reader_t *r, uint32_t count) {
         if ((rc = s_take(r, sec->data, len))) return rc;
     }
     if (r->left != 0) return CC_ERR_CORRUPT;
-    crypto_generichash_final(&r->h, sum, sizeof sum);
+    cc_blake2b_final(&r->h, sum);
     if (fread(want, 1, sizeof want, r->fp) != sizeof want) return CC_ERR_TRUNCATED;
     return memcmp(sum, want, sizeof sum) == 0 ? 0 : CC_ERR_CORRUPT;
 }
 
 int snapshot_read(const char *path, snapshot_t **out, cc_err_t *err) {
     *out = NULL;
-    if (sodium_init() < 0) return cc_err_set(err, CC_ERR_IO, "libsodium failed to initialise");
     FILE *fp = fopen(path, "rb");
     if (!fp) return cc_err_set(err, CC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     snapshot_t *s = snapshot_new();
@@ -261,8 +259,8 @@ int snapshot_read(const char *path, snapshot_t **out, cc_err_t *err) {
         goto fail;
     }
     if ((rc = s_check_header(path, h, (uint64_t)st.st_size, &count, &total, err))) goto fail;
-    crypto_generichash_init(&r.h, NULL, 0, S_SUM);
-    crypto_generichash_update(&r.h, h, S_HDR);
+    cc_blake2b_init(&r.h, S_SUM, NULL, 0);
+    cc_blake2b_update(&r.h, h, S_HDR);
     r.left = total - S_HDR - S_SUM;
     if ((rc = s_read_sections(s, &r, count))) {
         if (rc == CC_ERR_TRUNCATED) cc_err_set(err, rc, "%s: cut off while reading", path);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blake2b.h"
 #include "concord.pb-c.h"
 #include "le.h"
 
@@ -99,7 +100,7 @@ static uint8_t *s_canonical(uint32_t version, uint32_t type, const char *id, uin
 /* ---- helpers ---- */
 
 static void s_digest_bytes(uint8_t out[WIRE_DIGEST_BYTES], const void *p, size_t n) {
-    crypto_generichash(out, WIRE_DIGEST_BYTES, p, n, NULL, 0);
+    cc_blake2b(out, WIRE_DIGEST_BYTES, p, n, NULL, 0);
 }
 
 /* 1 if all n float32 values starting at p (any alignment) are finite. A float is not

@@ -58,11 +58,12 @@ if want ingest; then
         tail -n 1 "$OUT/ingest-$P.txt" > "$OUT/ingest-$P.json"
         grep -v '^{' "$OUT/ingest-$P.txt" | tee -a "$OUT/run.log"
     done
-    P=1000000; [ $QUICK -eq 1 ] && P=100000
-    log "ingest P=$P with CURVE on both sides"
-    "$BENCH" ingest --params "$P" --clients 8 --repeat $REP --curve --json > "$OUT/ingest-curve-$P.txt"
-    tail -n 1 "$OUT/ingest-curve-$P.txt" > "$OUT/ingest-curve-$P.json"
-    grep -v '^{' "$OUT/ingest-curve-$P.txt" | tee -a "$OUT/run.log"
+    for P in $SIZES; do # CURVE: the coordinator's default
+        log "ingest P=$P with CURVE on both sides"
+        "$BENCH" ingest --params "$P" --clients 8 --repeat $REP --curve --json > "$OUT/ingest-curve-$P.txt"
+        tail -n 1 "$OUT/ingest-curve-$P.txt" > "$OUT/ingest-curve-$P.json"
+        grep -v '^{' "$OUT/ingest-curve-$P.txt" | tee -a "$OUT/run.log"
+    done
 fi
 
 # ---- 2. aggregation ------------------------------------------------------------------------------

@@ -267,10 +267,14 @@ PY
 "$build/concord-sim" --data "$data/thyroid.train" --clients 3 --rounds 4 --epochs 1 --split iid --seed 5 \
   --deadline 4 --weighting fedce --workdir "$tmp/e" --prepare-only >/dev/null
 e=$tmp/e
+# The hospitals first, each up to its first Hello (ZeroMQ queues it until the coordinator
+# binds), so that all three are welcomed at once and site2, however slowly it starts (ASan),
+# is in round 1: round 0 starts as soon as min_clients = 2 are welcomed.
+start_sites "$e"
+for s in site1 site2 site3; do wait_for "grep -q 'event=connecting' '$e/logs/$s.log'" 60; done
 "$build/concord-coordinator" --config "$e/configs/coordinator.ini" --set federation.min_clients=2 \
   >>"$e/logs/coordinator.log" 2>&1 &
 coord=$!; pids+=("$coord")
-start_sites "$e"
 # site3 stops on its first task of round >= 1 (round 2 if, on a loaded machine, it joined late)
 wait_for 'grep -q "test_stop round=" "$e/logs/site3.log"' 30
 # site2 must have answered round 1 before it is replaced (otherwise the run depends on timing).

@@ -302,7 +302,7 @@ for f in glob.glob(os.path.join(out, "mem-*.time")):
     name = os.path.basename(f)[:-5]
     txt = open(f).read()
     kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", txt).group(1))
-    # The summing process, when it took shares of the closes (its count is in the
+    # The summing process, when it took part in the closes (its count is in the
     # coordinator's last line): the coordinator's peak plus the helper's idle pages (its
     # first sample), or the highest sum of the two sampled at the same moment, which sees
     # the helper's 8 MiB of journal windows (a close with it lasts 10 ms or more).

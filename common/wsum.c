@@ -13,7 +13,7 @@
 #include "fileio.h"
 #include "sumproc.h"
 
-#define WSUM_BLOCK WSUM_MIN_SHARE /* 256 KiB: out's block and the vectors' streaming blocks fit in L2 */
+#define WSUM_BLOCK 65536 /* floats: 256 KiB; out's block and the vectors' streaming blocks fit in L2 */
 /* Mapped journal: column blocks of 2 MiB (one large folio of the page cache, mapped whole),
  * WSUM_GROUP vectors' windows mapped at once, summed WSUM_BLOCK floats at a time with
  * s_axpy4 so that out's part stays in L2 and is read once per WSUM_GROUP vectors (with one
@@ -30,8 +30,7 @@
 typedef struct {
     atomic_size_t next;
     atomic_int failed;          /* an error: nobody takes more blocks */
-    atomic_int helper_claimed;  /* the helper has taken a block */
-    atomic_size_t helper_units; /* blocks the helper summed */
+    atomic_int helper_claimed;  /* the helper has taken a block (wsum_test_helper_first) */
     size_t n_map, n_units, full, P;
 } wsum_pool_t;
 
@@ -45,6 +44,7 @@ typedef struct {
     size_t P, K;
     wsum_pool_t *pool;
     int is_helper;
+    size_t units; /* blocks summed */
     const float *const *rows;
     int fd;
     const uint64_t *at;
@@ -170,7 +170,7 @@ static void *s_run(void *arg) {
         size_t s0 = u < pool->n_map ? u * WSUM_MAP_BLOCK : pool->full + (u - pool->n_map) * WSUM_BLOCK;
         size_t n = u < pool->n_map ? WSUM_MAP_BLOCK : (pool->P - s0 < WSUM_BLOCK ? pool->P - s0 : WSUM_BLOCK);
         if ((j->rc = s_block(j, s0, n, buf))) atomic_store(&pool->failed, 1);
-        else if (j->is_helper) atomic_fetch_add(&pool->helper_units, 1);
+        else j->units++;
     }
     free(buf);
     return NULL;
@@ -181,7 +181,6 @@ static void s_pool_init(wsum_pool_t *pool, size_t P, int mapped) {
     atomic_init(&pool->next, 0);
     atomic_init(&pool->failed, 0);
     atomic_init(&pool->helper_claimed, 0);
-    atomic_init(&pool->helper_units, 0);
     pool->n_map = full / WSUM_MAP_BLOCK;
     pool->full = full;
     pool->P = P;
@@ -201,10 +200,9 @@ int wsum_file_pool(float *out, size_t P, int fd, const uint64_t *at, const float
                    size_t *units, cc_err_t *err) {
     wsum_pool_t *pool = area;
     if (pool->P != P) return cc_err_set(err, CC_ERR_ARG, "wsum: a pool of %zu floats for a sum of %zu", pool->P, P);
-    size_t before = atomic_load(&pool->helper_units);
     wsum_job_t job = {.out = out, .P = P, .K = K, .pool = pool, .is_helper = 1, .fd = fd, .at = at, .scale = scale};
     s_run(&job);
-    *units = atomic_load(&pool->helper_units) - before;
+    *units = job.units;
     if (job.rc && err) *err = job.err;
     return job.rc;
 }

@@ -27,7 +27,7 @@
 
 /* Where the K vectors are: rows[k] (P floats in memory), or else bytes from[k] onwards of
  * journal record recs[k] (P floats, any alignment). helper (may be NULL): a helper process
- * that takes a share of a mapped journal sum whose out is one of its buffers. */
+ * that takes part in a mapped journal sum whose out is one of its buffers. */
 typedef struct {
     const float *const *rows;
     journal_t *journal;
@@ -35,10 +35,6 @@ typedef struct {
     const uint64_t *from;
     sumproc_t *helper;
 } wsum_src_t;
-
-/* Floats in the smallest share of a sum: a vector of at most this many is summed on one
- * thread (and never by the helper process). */
-#define WSUM_MIN_SHARE 65536
 
 /* File offset alignment at which wsum_blocked maps the journal's vectors. */
 #define WSUM_MAP_ALIGN ((size_t)2 << 20)

@@ -440,37 +440,49 @@ void fedce_dots(double *out, const float *const *rows, size_t n, const float *x,
     }
 }
 
-typedef struct {
-    double *out;
-    const float *const *rows;
-    size_t n;
-    const float *x;
-    size_t P;
-} s_dots_job_t;
+void fedce_dots_share_start(fedce_dots_share_t *s, const float *const *rows, size_t n, const float *x, size_t P) {
+    s->rows = rows, s->n = n, s->x = x, s->P = P;
+    s->n_blocks = (P + DOTS_BLOCK - 1) / DOTS_BLOCK;
+    s->partial = cc_xcalloc(s->n_blocks * n + 1, sizeof *s->partial);
+    atomic_init(&s->next, 0);
+}
 
-static void *s_dots_run(void *arg) {
-    s_dots_job_t *j = arg;
-    fedce_dots(j->out, j->rows, j->n, j->x, j->P);
+void fedce_dots_share_work(fedce_dots_share_t *s) {
+    for (size_t b; (b = atomic_fetch_add(&s->next, 1)) < s->n_blocks;) {
+        size_t s0 = b * DOTS_BLOCK, len = s->P - s0 < DOTS_BLOCK ? s->P - s0 : DOTS_BLOCK;
+        for (size_t i = 0; i < s->n; i++) s->partial[b * s->n + i] = s_block_dot(s->rows[i] + s0, s->x + s0, len);
+    }
+}
+
+void fedce_dots_share_cancel(fedce_dots_share_t *s) { atomic_store(&s->next, s->n_blocks); }
+
+void fedce_dots_share_end(fedce_dots_share_t *s, double *out) {
+    for (size_t i = 0; out && i < s->n; i++) {
+        out[i] = 0.0;
+        for (size_t b = 0; b < s->n_blocks; b++) out[i] += s->partial[b * s->n + i]; /* fedce_dots's order */
+    }
+    free(s->partial);
+    s->partial = NULL;
+}
+
+static void *s_dots_share_run(void *arg) {
+    fedce_dots_share_work(arg);
     return NULL;
 }
 
 void fedce_dots_mt(double *out, const float *const *rows, size_t n, const float *x, size_t P, int threads) {
     if (threads > 8) threads = 8;
-    if (threads < 2 || n < 2) {
+    if (threads < 2 || P <= DOTS_BLOCK) {
         fedce_dots(out, rows, n, x, P);
         return;
     }
-    if ((size_t)threads > n) threads = (int)n;
-    s_dots_job_t jobs[8];
+    fedce_dots_share_t share;
+    fedce_dots_share_start(&share, rows, n, x, P);
     pthread_t tid[8];
     int started[8] = {0};
-    for (int t = 0; t < threads; t++) { /* contiguous ranges of rows: each dot is computed whole */
-        size_t a = n * (size_t)t / (size_t)threads, b = n * (size_t)(t + 1) / (size_t)threads;
-        jobs[t] = (s_dots_job_t){out + a, rows + a, b - a, x, P};
-        if (t > 0) started[t] = pthread_create(&tid[t], NULL, s_dots_run, &jobs[t]) == 0;
-        if (t > 0 && !started[t]) s_dots_run(&jobs[t]);
-    }
-    s_dots_run(&jobs[0]);
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, s_dots_share_run, &share) == 0;
+    fedce_dots_share_work(&share); /* a thread that did not start: the others take its blocks */
     for (int t = 1; t < threads; t++)
         if (started[t]) pthread_join(tid[t], NULL);
+    fedce_dots_share_end(&share, out);
 }

@@ -66,6 +66,7 @@
 #ifndef CONCORD_FEDCE_H
 #define CONCORD_FEDCE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -195,9 +196,26 @@ void fedce_cos_gram(double *cos, const float *G, size_t n, const size_t *rows, c
  * ⟨u, v⟩ is bitwise the same whichever of u, v is the row: a Gram matrix built one row at
  * a time is the same whatever the order its rows arrived in. */
 void fedce_dots(double *out, const float *const *rows, size_t n, const float *x, size_t P);
-/* The same, the rows split between `threads` threads (each dot computed whole by one
- * thread: the same bits as fedce_dots). */
+/* The same on `threads` threads (fedce_dots_share: the same bits as fedce_dots). */
 void fedce_dots_mt(double *out, const float *const *rows, size_t n, const float *x, size_t P, int threads);
+
+/* fedce_dots shared by threads that join when they can (FedCE's early Gram row: its worker
+ * thread, then the poll loop once the update is verified). _start sets it up (x and the
+ * rows must stay put until _end); every thread calling _work takes column blocks one at a
+ * time until none is left, each block's dots stored apart; once all have returned, _end
+ * sums each dot's blocks in order (the same bits as fedce_dots) into out and frees the
+ * blocks (out NULL: just frees). _cancel: the threads stop at their next block. */
+typedef struct {
+    const float *const *rows;
+    size_t n, P, n_blocks;
+    const float *x;
+    double *partial; /* (n_blocks, n) */
+    atomic_size_t next;
+} fedce_dots_share_t;
+void fedce_dots_share_start(fedce_dots_share_t *s, const float *const *rows, size_t n, const float *x, size_t P);
+void fedce_dots_share_work(fedce_dots_share_t *s);
+void fedce_dots_share_cancel(fedce_dots_share_t *s);
+void fedce_dots_share_end(fedce_dots_share_t *s, double *out);
 
 /* Rounding bound of the blocked sums, the cancellation threshold of item 2. */
 double fedce_cancel_tol(size_t P);

@@ -99,14 +99,16 @@ void coord_gram_add(coord_t *c, size_t slot) {
 }
 
 /* An update's Gram row in the making (the layout at the top of the file). The worker owns
- * row and dots until joined; the poll loop writes neither, nor any row listed in rows. */
+ * row until joined (copied says it is written); the poll loop writes no row listed in rows,
+ * and joins the dots once the update is accepted (share). */
 struct coord_gram_early {
     pthread_t thread;
     size_t slot;       /* the sender's participant slot */
     size_t n;          /* rows: the n − 1 updates accepted at the start, then slot's own */
     const float **rows; /* (n) */
     size_t *slots;     /* (n) */
-    double *dots;      /* (n) */
+    fedce_dots_share_t share;
+    atomic_int copied; /* row holds the frame */
     float *row;        /* (P) U's row of slot: the worker copies the frame into it */
     const void *frame; /* (P floats, any alignment) the received bytes, borrowed */
     size_t P;
@@ -115,13 +117,20 @@ struct coord_gram_early {
 static void *s_early_run(void *arg) {
     coord_gram_early_t *e = arg;
     memcpy(e->row, e->frame, e->P * sizeof(float));
-    fedce_dots(e->dots, e->rows, e->n, e->row, e->P);
+    atomic_store(&e->copied, 1);
+    fedce_dots_share_work(&e->share);
     return NULL;
 }
 
-static void s_early_free(coord_gram_early_t *e) {
-    free(e->rows), free(e->slots), free(e->dots), free(e);
+/* Joins the worker (cancelled: it stops at its next block); dots (n) gets the row when not
+ * cancelled. */
+static void s_early_join(coord_gram_early_t *e, int cancel, double *dots) {
+    if (cancel) fedce_dots_share_cancel(&e->share);
+    pthread_join(e->thread, NULL);
+    fedce_dots_share_end(&e->share, cancel ? NULL : dots);
 }
+
+static void s_early_free(coord_gram_early_t *e) { free(e->rows), free(e->slots), free(e); }
 
 coord_gram_early_t *coord_gram_early_start(coord_t *c, size_t slot, const void *frame) {
     if (!c->U || !c->gram || slot >= c->n_clients) return NULL;
@@ -130,10 +139,12 @@ coord_gram_early_t *coord_gram_early_start(coord_t *c, size_t slot, const void *
     e->row = c->U + slot * c->P;
     e->rows = cc_xcalloc(e->n, sizeof *e->rows);
     e->slots = cc_xcalloc(e->n, sizeof *e->slots);
-    e->dots = cc_xcalloc(e->n, sizeof *e->dots);
     s_accepted_rows(c, e->rows, e->slots);
     e->rows[e->n - 1] = e->row, e->slots[e->n - 1] = slot;
+    atomic_init(&e->copied, 0);
+    fedce_dots_share_start(&e->share, e->rows, e->n, e->row, e->P);
     if (pthread_create(&e->thread, NULL, s_early_run, e) != 0) { /* the serial path will do */
+        fedce_dots_share_end(&e->share, NULL);
         s_early_free(e);
         return NULL;
     }
@@ -142,7 +153,7 @@ coord_gram_early_t *coord_gram_early_start(coord_t *c, size_t slot, const void *
 
 void coord_gram_early_end(coord_gram_early_t **e) {
     if (!e || !*e) return;
-    pthread_join((*e)->thread, NULL);
+    s_early_join(*e, 1, NULL);
     s_early_free(*e);
     *e = NULL;
 }
@@ -150,19 +161,27 @@ void coord_gram_early_end(coord_gram_early_t **e) {
 int coord_gram_accept(coord_t *c, size_t slot, const void *delta, coord_gram_early_t **early) {
     coord_gram_early_t *e = *early;
     *early = NULL;
-    if (e) pthread_join(e->thread, NULL); /* before anything touches U */
     /* The early row is this update's if it was started on these very bytes for this slot,
-     * and this update is the only one accepted since. */
+     * and this update is the only one accepted since. Then this thread takes the blocks
+     * the worker has not reached yet (once the frame is in U; with [aggregation] threads
+     * ≥ 2): the close is left with less of the row to wait for. */
     int ours = e && e->slot == slot && e->frame == delta && e->n == c->n_updates &&
                c->updates[c->n_updates - 1].slot == slot;
+    if (ours && c->agg_threads >= 2 && atomic_load(&e->copied)) fedce_dots_share_work(&e->share);
     if (ours) {
-        s_gram_put(c, slot, e->slots, e->dots, e->n);
-    } else if (c->U && slot < c->n_clients) {
+        double *dots = cc_xcalloc(e->n, sizeof *dots);
+        s_early_join(e, 0, dots); /* before anything touches U */
+        s_gram_put(c, slot, e->slots, dots, e->n);
+        free(dots);
+        s_early_free(e);
+        return 1;
+    }
+    if (e) s_early_join(e, 1, NULL), s_early_free(e);
+    if (c->U && slot < c->n_clients) {
         memcpy(c->U + slot * c->P, delta, c->P * sizeof(float));
         coord_gram_add(c, slot);
     }
-    if (e) s_early_free(e);
-    return ours;
+    return 0;
 }
 
 /* cos_k of §6.1 for every update from the round's Gram matrix. */

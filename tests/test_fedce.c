@@ -12,6 +12,8 @@
 #include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -767,5 +769,44 @@ Test(fedce, dots_are_exact_enough_and_order_free) {
     fedce_dots_mt(mt, rows, N, rows[2], P, 2);
     fedce_dots(got, rows, N, rows[2], P);
     cr_expect_eq(memcmp(mt, got, sizeof mt), 0, "2 threads differ from 1");
+    free(U);
+}
+
+static void *s_share_worker(void *arg) {
+    fedce_dots_share_work(arg);
+    return NULL;
+}
+
+/* fedce_dots_share (FedCE's early Gram row): a worker takes blocks, this thread joins after
+ * it has taken some; the dots are fedce_dots's bits whoever took which block, and a
+ * cancelled share stops taking blocks. */
+Test(fedce, shared_dots_match_fedce_dots) {
+    enum { N = 7, P = 65536 * 9 + 123 }; /* ten blocks, the last short */
+    float *U = malloc((size_t)N * P * sizeof(float));
+    cc_rng_t rng;
+    cc_rng_seed(&rng, 9);
+    for (size_t i = 0; i < (size_t)N * P; i++) U[i] = (float)cc_rng_normal(&rng);
+    const float *rows[N];
+    for (size_t i = 0; i < N; i++) rows[i] = U + i * P;
+    double want[N], got[N];
+    fedce_dots(want, rows, N, rows[N - 1], P);
+    for (int joined_at = 0; joined_at <= 10; joined_at += 5) {
+        fedce_dots_share_t share;
+        fedce_dots_share_start(&share, rows, N, rows[N - 1], P);
+        pthread_t worker;
+        cr_assert_eq(pthread_create(&worker, NULL, s_share_worker, &share), 0);
+        while (atomic_load(&share.next) < (size_t)joined_at) sched_yield();
+        fedce_dots_share_work(&share);
+        pthread_join(worker, NULL);
+        fedce_dots_share_end(&share, got);
+        cr_expect_eq(memcmp(want, got, sizeof got), 0, "the dots differ when this thread joins at block %d", joined_at);
+    }
+    fedce_dots_share_t share;
+    fedce_dots_share_start(&share, rows, N, rows[N - 1], P);
+    fedce_dots_share_cancel(&share);
+    fedce_dots_share_work(&share); /* takes nothing */
+    cr_expect_geq(atomic_load(&share.next), share.n_blocks);
+    cr_expect_eq(share.partial[0], 0.0, "a cancelled share computed a block");
+    fedce_dots_share_end(&share, NULL);
     free(U);
 }

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,12 +133,22 @@ static void s_gram_row(s_agg_t *a, size_t k, int threads) {
     free(rows), free(d);
 }
 
-/* The early row's worker (coord_gram_early_start): the last update's frame copied into its
- * row of U, then its dots on this one thread. */
+/* The last update's Gram row shared by the early row's worker and the poll loop
+ * (coord_gram_early_start, coord_gram_accept). */
+typedef struct {
+    s_agg_t *a;
+    const float **rows;
+    fedce_dots_share_t share;
+    atomic_int copied;
+} s_early_t;
+
+/* The early row's worker: the last update's frame copied into its row of U, then blocks
+ * of its dots until none is left. */
 static void *s_early_row(void *arg) {
-    s_agg_t *a = arg;
-    memcpy(a->U + (a->K - 1) * a->P, a->frame, a->P * sizeof(float));
-    s_gram_row(a, a->K - 1, 1);
+    s_early_t *e = arg;
+    memcpy(e->a->U + (e->a->K - 1) * e->a->P, e->a->frame, e->a->P * sizeof(float));
+    atomic_store(&e->copied, 1);
+    fedce_dots_share_work(&e->share);
     return NULL;
 }
 
@@ -198,19 +209,30 @@ static int s_close_fedce_serial(s_agg_t *a, double t[3]) {
 }
 
 /* The close as the coordinator does it now: the last update's row starts on a worker while
- * the poll loop hashes the update (transport_open's BLAKE2b); the close is what follows the
- * hash: the wait for the row, the weights and the weighted sum. t[0] the hash (beside the
- * row), t[1] the wait for the row after it, t[2] weights, t[3] weighted sum. */
+ * the poll loop hashes the update (transport_open's BLAKE2b), and the poll loop then takes
+ * the row's blocks the worker has not reached (with 2 threads or more); the close is what
+ * follows the hash: the rest of the row, the weights and the weighted sum. t[0] the hash
+ * (beside the row), t[1] the rest of the row after it, t[2] weights, t[3] weighted sum. */
 static int s_close_fedce_early(s_agg_t *a, double t[4]) {
     uint8_t digest[WIRE_DIGEST_BYTES];
+    size_t K = a->K;
+    s_early_t e = {.a = a, .rows = cc_xcalloc(K, sizeof *e.rows)};
+    for (size_t j = 0; j < K; j++) e.rows[j] = a->U + j * a->P;
+    atomic_init(&e.copied, 0);
+    fedce_dots_share_start(&e.share, e.rows, K, e.rows[K - 1], a->P);
     pthread_t worker;
     double t0 = cc_now();
-    int started = pthread_create(&worker, NULL, s_early_row, a) == 0;
+    int started = pthread_create(&worker, NULL, s_early_row, &e) == 0;
     wire_digest_bytes(digest, a->frame, a->P * sizeof(float));
     double t1 = cc_now();
+    if (!started) s_early_row(&e); /* as the coordinator's serial fallback */
+    else if (a->threads >= 2 && atomic_load(&e.copied)) fedce_dots_share_work(&e.share);
     if (started) pthread_join(worker, NULL);
-    else s_early_row(a); /* as the coordinator's serial fallback */
+    double *d = cc_xcalloc(K, sizeof *d);
+    fedce_dots_share_end(&e.share, d);
+    for (size_t j = 0; j < K; j++) a->G[(K - 1) * K + j] = a->G[j * K + K - 1] = (float)d[j];
     double t2 = cc_now();
+    free(d), free(e.rows);
     t[0] = t1 - t0, t[1] = t2 - t1;
     return s_weights_and_sum(a, t + 2);
 }
@@ -459,7 +481,8 @@ int bench_cmd_aggregate(int argc, char **argv) {
             tot_was[r] = parts[0] + parts[1] + parts[2];
             paired_was[r] = tot_was[r] / pass_now;
             double t0 = cc_now();
-            s_early_row(&a);
+            memcpy(a.U + (K - 1) * P, a.frame, P * sizeof(float));
+            s_gram_row(&a, K - 1, 1);
             double t1 = cc_now();
             wire_digest_bytes(hash, a.frame, P * sizeof(float));
             alone[0][r] = t1 - t0, alone[1][r] = cc_now() - t1;

@@ -16,15 +16,17 @@
  *   a plain update of P floats arrives from a
  *   participant whose update is not in yet
  *   coord_gram_early_start ──────────────────►  copy the frame into the sender's row of U,
- *   transport_open (BLAKE2b of the frame,        fedce_dots against the rows accepted so far
- *   Ed25519, finiteness), protocol checks,       and itself (1 thread)
- *   norm bound, journal
- *   accepted: coord_gram_accept ── join ──►  write the row's entries of G
- *   rejected: coord_gram_early_end ─ join ─►  drop the dots (the row of U is garbage, but
- *                                              no row is read before its update is accepted)
+ *   transport_open (BLAKE2b of the frame,        then its dots against the rows accepted so
+ *   Ed25519, finiteness), protocol checks,       far and itself, column block by column
+ *   norm bound, journal                          block (fedce_dots_share)
+ *   accepted: coord_gram_accept: take the blocks the worker has not reached, join, write
+ *             the row's entries of G
+ *   rejected: coord_gram_early_end: cancel, join, drop the dots (the row of U is garbage,
+ *             but no row is read before its update is accepted)
  *
  * So when the last update is verified only the weights and one more pass over U, for
- * Σ_k w_k Δ_k, remain (plus whatever of its row the verification did not hide). A replayed
+ * Σ_k w_k Δ_k, remain (plus whatever of its row the verification did not hide, now on two
+ * threads). A replayed
  * journal, a per-class update (several vectors) or a failed thread start take the serial
  * path (coord_gram_add after the copy); fedce_dots and fedce_dots_mt compute every entry in
  * the same fixed order, so G is the same bits on every path and in every arrival order, and

@@ -26,11 +26,11 @@
  *
  * So when the last update is verified only the weights and one more pass over U, for
  * Σ_k w_k Δ_k, remain (plus whatever of its row the verification did not hide, now on two
- * threads). A replayed
- * journal, a per-class update (several vectors) or a failed thread start take the serial
- * path (coord_gram_add after the copy); fedce_dots and fedce_dots_mt compute every entry in
- * the same fixed order, so G is the same bits on every path and in every arrival order, and
- * a run stays reproducible. θ changes only after everything was read. */
+ * threads). A replayed journal, a per-class update (several vectors) or a failed thread
+ * start take the serial path (coord_gram_add after the copy); fedce_dots, fedce_dots_mt
+ * and fedce_dots_share compute every entry in the same fixed order, so G is the same bits
+ * on every path and in every arrival order, and a run stays reproducible. θ changes only
+ * after everything was read. */
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>

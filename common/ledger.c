@@ -412,20 +412,6 @@ int ledger_verify(const char *path, const uint8_t coordinator_pk[WIRE_PK_BYTES],
 
 /* ---- the tail, for append and head ---- */
 
-static int s_pread_all(int fd, char *buf, size_t n, uint64_t off) {
-    while (n > 0) {
-        ssize_t got = pread(fd, buf, n, (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) return -1;
-        if (got == 0) {
-            errno = ESTALE; /* the file shrank under us */
-            return -1;
-        }
-        buf += got, n -= (size_t)got, off += (uint64_t)got;
-    }
-    return 0;
-}
-
 static ptrdiff_t s_rfind_nl(const char *p, size_t n) {
     while (n > 0)
         if (p[--n] == '\n') return (ptrdiff_t)n;
@@ -460,8 +446,10 @@ static int s_tail_examine(int fd, const char *path, const uint8_t *pk, s_tail_t 
     for (;;) {
         off = size - w;
         buf = cc_xrealloc(buf, (size_t)w + 1);
-        if (s_pread_all(fd, buf, (size_t)w, off) != 0) {
-            rc = cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        int got = fileio_pread_all(fd, buf, (size_t)w, off);
+        if (got != 0) {
+            rc = cc_err_set(err, CC_ERR_IO, "%s: read failed: %s", path,
+                            got > 0 ? "the file shrank while it was read" : strerror(errno));
             goto out;
         }
         ptrdiff_t a = s_rfind_nl(buf, (size_t)w);

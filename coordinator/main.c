@@ -604,7 +604,7 @@ static void s_alloc_round_state(coord_t *c) {
 
 /* Why the close would not use a summing process (sumproc.h), or NULL: FedCE sums from
  * memory, robust and per-class federation mode sum otherwise, one thread means no second
- * share, and a model under 2 MiB gains nothing (checked once P is known). */
+ * worker, and a model under 2 MiB gains nothing (checked once P is known). */
 static const char *s_sum_process_unused(const coord_t *c) {
     return !c->sum_process ? "aggregation.sum_process = false"
            : c->fedce ? "weighting is fedce (sums from memory)"

@@ -4,7 +4,9 @@
  *   federation mode) → server step θ ← θ + η_s · Σ_k w_k Δ̃_k.
  *
  * FedAvg streams the journaled updates into a copy of θ_t, block by block (θ_t in the task
- * snapshot, the new θ and a 256 KiB buffer per thread: 2P floats).
+ * snapshot, the new θ and a 256 KiB buffer per thread: 2P floats); with [aggregation]
+ * in_time, into θ_t plus the client-id prefix already summed as the updates arrived
+ * (intime.c), when that prefix is this close's.
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
  * order). Its Gram matrix G = U Uᵀ is built as the updates arrive and gives every cos_k
  * from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
@@ -261,38 +263,58 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
     return rc;
 }
 
-/* θ += η_s Σ_k w_k Δ̃_k in client-id order (wsum.h: by column blocks, on agg_threads
- * threads, or agg_threads − 1 and the summing process), the updates taken in place from U
- * (FedCE) or read from the journal (FedAvg). theta holds θ_t on entry. */
-static int s_stream_into(coord_t *c, const double *w, float *theta, cc_err_t *err) {
-    size_t K = c->n_updates;
-    uint64_t *from = cc_xcalloc(K + 1, sizeof *from);
-    const float **rows = cc_xcalloc(K + 1, sizeof *rows);
-    journal_record_t *recs = cc_xcalloc(K + 1, sizeof *recs);
-    float *scale = cc_xcalloc(K + 1, sizeof *scale);
+int coord_sum_updates(coord_t *c, const coord_update_t *const *ups, size_t n, const float *scale, float *theta,
+                      cc_err_t *err) {
+    uint64_t *from = cc_xcalloc(n + 1, sizeof *from);
+    const float **rows = cc_xcalloc(n + 1, sizeof *rows);
+    journal_record_t *recs = cc_xcalloc(n + 1, sizeof *recs);
     int rc = 0;
-    for (size_t k = 0; k < K && !rc; k++) {
-        scale[k] = (float)(c->server_lr * w[k]);
-        recs[k] = c->updates[k].rec;
-        if (c->U) rows[k] = c->U + c->updates[k].slot * c->P;
-        else rc = s_vectors_from(c, &c->updates[k], &from[k], err);
+    for (size_t k = 0; k < n && !rc; k++) {
+        recs[k] = ups[k]->rec;
+        if (c->U) rows[k] = c->U + ups[k]->slot * c->P;
+        else rc = s_vectors_from(c, ups[k], &from[k], err);
     }
     wsum_src_t src = {.rows = c->U ? rows : NULL, .journal = c->journal, .recs = recs, .from = from,
                       .helper = c->sumproc};
-    if (!rc) rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
+    if (!rc) rc = wsum_blocked(theta, c->P, &src, n, scale, c->agg_threads, err);
     if (c->sumproc && !sumproc_alive(c->sumproc) && !c->sumproc_lost) {
-        /* Found gone: before this sum (which then ran here whole) or during it (which
-         * starts again, here). Its buffers stay mapped: θ may live in one. */
+        /* Found gone: before this sum (which then ran here whole) or during it. Its buffers
+         * stay mapped: θ may live in one. */
         c->sumproc_lost = 1;
         cc_log_warn("sum_process_gone",
                     "round=%llu pid=%d during_sum=%d reason=\"%s\" action=\"summing on threads from now on\"",
                     (unsigned long long)c->round, (int)sumproc_pid(c->sumproc), rc != 0, rc ? err->msg : "it had exited");
-        if (rc) {
-            memcpy(theta, c->params, c->P * sizeof(float));
-            rc = wsum_blocked(theta, c->P, &src, K, scale, c->agg_threads, err);
-        }
     }
-    free(from), free(rows), free(recs), free(scale);
+    free(from), free(rows), free(recs);
+    return rc;
+}
+
+/* θ_{t+1} = θ_t + η_s Σ_k w_k Δ̃_k in client-id order, the updates taken in place from U
+ * (FedCE) or read from the journal (FedAvg), into a new buffer (*out). FedAvg starts from
+ * the sum begun as the updates arrived when it is this close's (intime.c). A failed sum
+ * whose summing process died starts again from θ_t on threads. */
+static int s_stream_into(coord_t *c, const double *w, float **out, cc_err_t *err) {
+    size_t K = c->n_updates, first = 0;
+    const coord_update_t **ups = cc_xcalloc(K + 1, sizeof *ups);
+    float *scale = cc_xcalloc(K + 1, sizeof *scale);
+    for (size_t k = 0; k < K; k++) ups[k] = &c->updates[k], scale[k] = (float)(c->server_lr * w[k]);
+    float *theta = coord_intime_take(c, scale, K, &first);
+    if (!theta) {
+        theta = coord_theta_alloc(c);
+        memcpy(theta, c->params, c->P * sizeof(float));
+    }
+    int lost = c->sumproc_lost;
+    int rc = coord_sum_updates(c, ups + first, K - first, scale + first, theta, err);
+    if (rc && !lost && c->sumproc_lost) { /* it died during this sum: again, here */
+        memcpy(theta, c->params, c->P * sizeof(float));
+        first = 0;
+        rc = coord_sum_updates(c, ups, K, scale, theta, err);
+    }
+    if (first)
+        cc_log_info("in_time_close", "round=%llu summed_before=%zu summed_at_close=%zu", (unsigned long long)c->round,
+                    first, K - first);
+    free(ups), free(scale);
+    *out = theta;
     return rc;
 }
 
@@ -381,11 +403,12 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
         for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
     }
-    float *theta = coord_theta_alloc(c);
-    memcpy(theta, c->params, c->P * sizeof(float));
+    float *theta = NULL;
     if (!rc && !c->robust && c->per_class != 3) {
-        rc = s_stream_into(c, weights, theta, err);
+        rc = s_stream_into(c, weights, &theta, err);
     } else if (!rc) {
+        theta = coord_theta_alloc(c);
+        memcpy(theta, c->params, c->P * sizeof(float));
         float *sum = cc_xalloc_floats(c->P);
         rc = c->robust ? s_robust_sum(c, c->n_updates, sum, err) : s_weighted_sum(c, weights, sum, err);
         if (!rc) cblas_saxpy((int)c->P, (float)c->server_lr, sum, 1, theta, 1);
@@ -395,9 +418,10 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         if (c->fedce && c->fedce_minus) coord_minus_build(c, weights, theta); /* reads θ_t: before the replace */
         coord_params_replace(c, theta);
         wire_digest_floats(c->digest, c->params, c->P);
-    } else {
+    } else if (theta) {
         coord_theta_free(c->sumproc, theta);
     }
+    coord_intime_drop(c); /* not taken: the close did not stream, or failed before */
     for (size_t k = c->n_updates; k < all; k++) weights[k] = 0.0;
     c->n_updates = all; /* the history and the ledger list every accepted update */
     return rc;

@@ -186,6 +186,13 @@ typedef struct {
     sumproc_t *sumproc;        /* the FedAvg close's helper process
                                 * (sumproc.h), whose shared buffers hold θ; or NULL */
     int sumproc_lost;          /* it died (logged once; closes sum on threads since) */
+    /* FedAvg's sum begun as the updates arrive (intime.c) */
+    int in_time;               /* [aggregation] in_time: 0 off, 1 on, 2 auto */
+    int pre_on;                /* this round sums in time */
+    float *pre_theta;          /* θ_t + Σ_{slot < pre_next} pre_scale[slot]·Δ̃_slot, or NULL */
+    size_t pre_next;           /* the first slot not in it */
+    float *pre_scale;          /* (n_clients) the close's scales if all answer as announced */
+    size_t *pre_update;        /* (n_clients) index in updates of each slot's update, or SIZE_MAX */
 
     /* evaluation */
     dataset_t *test;           /* optional held-out evaluation set (raw features) */
@@ -193,6 +200,7 @@ typedef struct {
     /* counters */
     uint64_t rejected[REJ_COUNT];
     uint64_t accepted_updates, rounds_done, rounds_aborted, msgs_in;
+    uint64_t in_time_rounds, in_time_updates; /* closes that continued the sum begun in time, and the updates it held */
     volatile int stop;
 } coord_t;
 
@@ -230,8 +238,26 @@ size_t coord_clients_welcomed(const coord_t *c);
 /* aggregate.c: θ += η_s Σ_k w_k Δ̃_k in client-id order; FedAvg weights n_k/N streamed
  * from the journal, or FedCE weights from the in-memory updates (U). */
 int coord_aggregate(coord_t *c, double *weights_out, cc_err_t *err);
+/* θ += Σ_i scale[i]·Δ̃ of *ups[i] (i < n, in that order for every element; wsum.h: by
+ * column blocks on agg_threads threads, or agg_threads − 1 and the summing process), from
+ * U (FedCE) or the journal (FedAvg). A failure leaves θ partly updated; a summing process
+ * found gone is logged and marked lost (sumproc_lost). */
+int coord_sum_updates(coord_t *c, const coord_update_t *const *ups, size_t n, const float *scale, float *theta,
+                      cc_err_t *err);
 /* The FedCE registry index of a client id, or −1. */
 long coord_client_index(const coord_t *c, const char *id);
+
+/* intime.c: FedAvg's weighted sum begun as the updates arrive (the file's top comment).
+ * wanted: this federation sums in time. begin: the training phase starts (participants and
+ * their Hello counts fixed, no update yet). add: updates[k] was just accepted and
+ * journaled. take: at the close, with the close's scales of the K sorted updates: θ_t plus
+ * the sum of the first *first of them, if that prefix is this close's (the buffer passes
+ * to the caller), else NULL. drop: the round ends without it (frees the buffer). */
+int coord_intime_wanted(const coord_t *c);
+void coord_intime_begin(coord_t *c);
+void coord_intime_add(coord_t *c, size_t k);
+float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first);
+void coord_intime_drop(coord_t *c);
 
 /* phases.c: the alignment statistics phases (§6.2) */
 void coord_stats_begin(coord_t *c);

@@ -32,13 +32,16 @@ static size_t s_render(char *buf, size_t cap) {
         "# TYPE concord_uploads_waiting gauge\nconcord_uploads_waiting %llu\n"
         "# TYPE concord_connections_cut_total counter\nconcord_connections_cut_total %llu\n"
         "# TYPE concord_queue_warmups_received_total counter\nconcord_queue_warmups_received_total %llu\n"
+        "# TYPE concord_in_time_rounds_total counter\nconcord_in_time_rounds_total %llu\n"
+        "# TYPE concord_in_time_updates_total counter\nconcord_in_time_updates_total %llu\n"
         "# TYPE concord_messages_rejected_total counter\n",
         (unsigned long long)LOAD(c->round), (unsigned long long)LOAD(c->rounds_done),
         (unsigned long long)LOAD(c->rounds_aborted), (unsigned long long)LOAD(c->accepted_updates),
         (unsigned long long)LOAD(c->msgs_in), (unsigned long long)(c->zap ? zap_handler_denied(c->zap) : 0),
         (unsigned long long)ratelimit_dropped(c->limiter), (unsigned long long)LOAD(c->grants_given),
         (unsigned long long)LOAD(c->grants_expired), (unsigned long long)LOAD(c->grants_waiting),
-        (unsigned long long)(c->guard ? guard_cut_total(c->guard) : 0), (unsigned long long)LOAD(c->warmups_received));
+        (unsigned long long)(c->guard ? guard_cut_total(c->guard) : 0), (unsigned long long)LOAD(c->warmups_received),
+        (unsigned long long)LOAD(c->in_time_rounds), (unsigned long long)LOAD(c->in_time_updates));
     for (int r = 0; r < REJ_COUNT && n < cap; r++)
         n += (size_t)snprintf(buf + n, cap - n, "concord_messages_rejected_total{reason=\"%s\"} %llu\n",
                               coord_reject_name((coord_reject_t)r), (unsigned long long)LOAD(c->rejected[r]));

@@ -67,6 +67,7 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
     config_declare(cfg, "aggregation.threads", "2", "threads summing the updates at round close (1-8; the result is the same bits)");
     config_declare(cfg, "aggregation.sum_process", "true", "FedAvg: one of those workers is a helper process, which reads the journal faster than a second thread (docs/operations.md)");
+    config_declare(cfg, "aggregation.in_time", "auto", "FedAvg: sum the updates into the new model as they arrive, in client-id order, so the close sums only the rest (same bits): on | off | auto (on for models up to 8 MiB; docs/configuration.md)");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
     config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
     config_declare(cfg, "aggregation.max_norm_ratio", "0", "leave out updates whose norm exceeds this multiple of the round's median update norm (0: off)");
@@ -223,6 +224,7 @@ static int s_settings(coord_t *c, cc_err_t *err) {
     rc = rc ? rc : config_get_int(g, "aggregation.threads", 1, 8, &l, err);
     c->agg_threads = (int)l;
     rc = rc ? rc : config_get_bool(g, "aggregation.sum_process", &c->sum_process, err);
+    rc = rc ? rc : config_get_choice(g, "aggregation.in_time", "off|on|auto", &c->in_time, err);
     rc = rc ? rc : config_get_double(g, "federation.task_window_mb", 0.0, 1e9, &c->task_window_mb, err);
     rc = rc ? rc : config_get_double(g, "federation.task_confirm_s", 0.0, 1e7, &c->task_confirm_s, err);
     rc = rc ? rc : config_get_double(g, "federation.upload_window_mb", 0.0, 1e9, &c->upload_window_mb, err);
@@ -641,6 +643,7 @@ static void s_teardown(coord_t *c) {
     coord_http_stop();
     if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
     guard_stop(&c->guard);
+    coord_intime_drop(c);
     coord_params_free(c);                                /* ...θ lives until the last is */
     coord_drop_committed(c);
     journal_close(&c->journal);
@@ -662,7 +665,7 @@ static void s_teardown(coord_t *c) {
     free(c->grant_state), free(c->grant_order), free(c->grant_at);
     free(c->target_g), free(c->target_D), free(c->target_Hg), free(c->gap_g), free(c->gap_d);
     free(c->fedce_reg), free(c->fedce_round), free(c->fedce_cos), free(c->fedce_a), free(c->fedce_b), free(c->U);
-    free(c->gram);
+    free(c->gram), free(c->pre_scale), free(c->pre_update);
     coord_minus_release(&c->minus);
     if (c->sumproc)
         cc_log_info("sum_process_stopped", "pid=%d shares=%zu blocks=%zu lost=%d", (int)sumproc_pid(c->sumproc),

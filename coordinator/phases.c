@@ -273,6 +273,7 @@ void coord_begin_training(coord_t *c) {
     c->deadline = cc_now() + c->deadline_s;
     coord_set_state(c, COORD_TRAINING);
     coord_grants_reset(c);
+    coord_intime_begin(c);
     s_queue_phase(c, 0);
 }
 

@@ -110,23 +110,35 @@ run_b fedavg
 # The summing process (aggregation.sum_process) takes part in each FedAvg close once the
 # model has 2 MiB of parameters (thyroid's default MLP has not: it is stopped). With a wider
 # MLP (1.1M parameters), a run with it and a run on threads only end in the same bits; and
-# killed while round 1 waits for site3, it is noticed at that close, which sums on threads,
-# and the final model is still the same bits.
+# killed while round 1 waits for site3, it is noticed when site3's update is summed (in time,
+# or at the close), the rest sums on threads, and the final model is still the same bits.
+# The sum begun as updates arrive ([aggregation] in_time, on by default for this size) ends
+# in the same bits as a close that sums everything (in_time = off).
 grep -q 'event=sum_process_unused reason="the model has under 2 MiB of parameters"' "$tmp/fedavg-ref/logs/coordinator.log" ||
   fail "B/sum_process: a 2k-parameter model kept its summing process"
 printf '[model]\narch = mlp:1024,1024\n' >"$tmp/wide.ini"
 { cat "$tmp/wide.ini"; printf '[aggregation]\nsum_process = false\n'; } >"$tmp/wide-threads.ini"
+{ cat "$tmp/wide.ini"; printf '[aggregation]\nin_time = off\n'; } >"$tmp/wide-at-close.ini"
 sp_common=(--data "$data/thyroid.train" --test "$data/thyroid.test" --clients 3 --rounds 4 --epochs 1
            --split dirichlet:1.0 --seed 11)
-for v in wide wide-threads; do
+for v in wide wide-threads wide-at-close; do
   "$build/concord-sim" "${sp_common[@]}" --config "$tmp/$v.ini" --workdir "$tmp/sp-$v" >"$tmp/sp-$v.out" 2>&1 ||
     { cat "$tmp/sp-$v.out"; fail "B/sum_process: run $v"; }
 done
-grep -q "event=sum_process_stopped pid=[0-9]* shares=4 blocks=[0-9]* lost=0" "$tmp/sp-wide/logs/coordinator.log" ||
+grep -q "event=sum_process_stopped pid=[0-9]* shares=4 blocks=[0-9]* lost=0" "$tmp/sp-wide-at-close/logs/coordinator.log" ||
   fail "B/sum_process: the summing process did not take a share of each of the 4 closes"
+# Summing in time, it takes part in every step (the updates a step can add): 4 or more.
+shares=$(sed -n 's/.*event=sum_process_stopped pid=[0-9]* shares=\([0-9]*\) blocks=[0-9]* lost=0.*/\1/p' "$tmp/sp-wide/logs/coordinator.log")
+[ "${shares:-0}" -ge 4 ] || fail "B/sum_process: summing in time, the summing process took part in ${shares:-no} sums, not 4 or more"
 ! grep -q "event=sum_process " "$tmp/sp-wide-threads/logs/coordinator.log" || fail "B/sum_process: sum_process = false still forked one"
 cmp "$tmp/sp-wide/final-model.ckpt" "$tmp/sp-wide-threads/final-model.ckpt" ||
   fail "B/sum_process: the summing process and threads alone end in different models"
+grep -q "event=update_accepted .* summed_in_time=[1-9]" "$tmp/sp-wide/logs/coordinator.log" ||
+  fail "B/in_time: no update was summed before its round's close"
+! grep -q "summed_in_time\|event=in_time" "$tmp/sp-wide-at-close/logs/coordinator.log" || fail "B/in_time: in_time = off still summed in time"
+cmp "$tmp/sp-wide/final-model.ckpt" "$tmp/sp-wide-at-close/final-model.ckpt" ||
+  fail "B/in_time: summing in time and at the close end in different models"
+echo "B/in_time: $(grep -c "event=in_time_close" "$tmp/sp-wide/logs/coordinator.log") of 4 closes continued a sum begun in time; the same bits as summing at the close"
 sp=$tmp/sp-killed
 "$build/concord-sim" "${sp_common[@]}" --config "$tmp/wide.ini" --workdir "$sp" --prepare-only >/dev/null
 "$build/concord-coordinator" --config "$sp/configs/coordinator.ini" --config "$tmp/wide.ini" >>"$sp/logs/coordinator.log" 2>&1 &
@@ -140,9 +152,9 @@ kill -CONT "${cpid[site3]}"
 wait_for '! kill -0 "$coord" 2>/dev/null' 90
 wait "$coord" || fail "B/sum_process: the coordinator exited with an error after its summing process died"
 grep -q "event=sum_process_gone round=1" "$sp/logs/coordinator.log" ||
-  fail "B/sum_process: the lost summing process was not noticed at round 1's close"
+  fail "B/sum_process: the lost summing process was not noticed in round 1"
 cmp "$tmp/sp-wide/final-model.ckpt" "$sp/final-model.ckpt" || fail "B/sum_process: final model differs after the summing process died"
-echo "B/sum_process: 4 shares summed by it, the same bits as threads alone; killed before round 1's close, noticed, same final model"
+echo "B/sum_process: $shares sums it took part in (4 at the close alone), the same bits as threads alone; killed before round 1's close, noticed, same final model"
 # Upload flow control: with room for one update in flight, every hospital sends UploadReady
 # and waits for its grant, across the crash and restart too; the result is the same model.
 printf '[federation]\nupload_window_mb = 0\n' >"$tmp/grants.ini"

@@ -1,0 +1,116 @@
+/* intime.c — FedAvg's weighted sum begun while the updates arrive ([aggregation] in_time).
+ *
+ * The close computes θ_{t+1} = θ_t + Σ_k s_k Δ̃_k in client-id order (participant slots),
+ * every element's sum in that order (wsum.h), with s_k = η_s · n_k / Σ_j n_j. The scales
+ * are known before the round if every participant answers with the sample count it
+ * announced at Hello (a client trains on all of its training split). So as updates arrive,
+ * the slots 0 .. next − 1 that are all in are summed into θ_{t+1}'s buffer, with those
+ * scales: the same operations, in the same order, as the close would make first. At the
+ * close coord_intime_take hands the buffer over only if the updates the close sums first
+ * are those slots and their scales are the same floats; the close then sums the rest, and
+ * the result is the same bits as a close from θ_t. Otherwise (a participant missing, a
+ * sample count that differs, an update left out by the norm bound) the prefix is dropped
+ * and the close sums everything, as without this.
+ *
+ * Each step runs on the poll loop right after the update is journaled, so its floats come
+ * from the page cache as at the close. It costs the buffer of θ_{t+1} during the round
+ * (P floats the close would take anyway), which is why `auto` keeps it for models of at
+ * most INTIME_AUTO_MAX_BYTES: the FedAvg memory budget is 3·P·4 B + 64 MiB, and larger
+ * models use their share of it while updates are in flight (docs/configuration.md). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+#include "log.h"
+
+/* `auto` accumulates in time for models up to this size (8 MiB: P ≤ 2M). */
+#define INTIME_AUTO_MAX_BYTES ((size_t)8 << 20)
+
+int coord_intime_wanted(const coord_t *c) {
+    if (c->fedce || c->robust || c->per_class == 3 || c->in_time == 0) return 0;
+    return c->in_time == 1 || c->P * sizeof(float) <= INTIME_AUTO_MAX_BYTES;
+}
+
+void coord_intime_drop(coord_t *c) {
+    if (c->pre_theta) coord_theta_free(c->sumproc, c->pre_theta);
+    c->pre_theta = NULL;
+    c->pre_on = 0;
+    c->pre_next = 0;
+}
+
+void coord_intime_begin(coord_t *c) {
+    coord_intime_drop(c);
+    if (!coord_intime_wanted(c) || c->n_participants == 0 || c->n_updates > 0) return;
+    if (!c->pre_scale) {
+        c->pre_scale = cc_xcalloc(c->n_clients + 1, sizeof *c->pre_scale);
+        c->pre_update = cc_xcalloc(c->n_clients + 1, sizeof *c->pre_update);
+    }
+    /* The close's weights (aggregate.c), computed the same way from the announced counts. */
+    double total = 0.0;
+    for (size_t s = 0; s < c->n_participants; s++) {
+        coord_client_t *cl = coord_client_find(c, c->participants[s]);
+        if (!cl || cl->n_train == 0) return;
+        total += (double)cl->n_train;
+    }
+    for (size_t s = 0; s < c->n_participants; s++) {
+        double w = (double)coord_client_find(c, c->participants[s])->n_train / total;
+        c->pre_scale[s] = (float)(c->server_lr * w);
+        c->pre_update[s] = SIZE_MAX;
+    }
+    c->pre_on = 1;
+}
+
+/* Gives up for this round (the close sums everything). */
+static void s_give_up(coord_t *c, const char *why) {
+    cc_log_warn("in_time_dropped", "round=%llu summed=%zu reason=\"%s\" action=\"the close sums every update\"",
+                (unsigned long long)c->round, c->pre_next, why);
+    coord_intime_drop(c);
+}
+
+void coord_intime_add(coord_t *c, size_t k) {
+    if (!c->pre_on || k >= c->n_updates) return;
+    const coord_update_t *u = &c->updates[k];
+    if (u->slot >= c->n_participants || u->n_samples != coord_client_find(c, u->id)->n_train) {
+        s_give_up(c, "an update's sample count is not the one announced at Hello");
+        return;
+    }
+    c->pre_update[u->slot] = k;
+    size_t end = c->pre_next;
+    while (end < c->n_participants && c->pre_update[end] != SIZE_MAX) end++;
+    if (end == c->pre_next) return; /* a slot before this one is still missing */
+    if (!c->pre_theta) {
+        c->pre_theta = coord_theta_alloc(c);
+        memcpy(c->pre_theta, c->params, c->P * sizeof(float));
+    }
+    size_t n = end - c->pre_next;
+    const coord_update_t **run = cc_xcalloc(n, sizeof *run);
+    for (size_t i = 0; i < n; i++) run[i] = &c->updates[c->pre_update[c->pre_next + i]];
+    cc_err_t err = {0};
+    int rc = coord_sum_updates(c, run, n, c->pre_scale + c->pre_next, c->pre_theta, &err);
+    free(run);
+    if (rc) { /* the buffer is partly updated: useless */
+        s_give_up(c, err.msg);
+        return;
+    }
+    c->pre_next = end;
+}
+
+float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first) {
+    *first = 0;
+    if (!c->pre_theta) return NULL;
+    size_t n = c->pre_next;
+    int same = n <= K;
+    for (size_t k = 0; same && k < n; k++)
+        same = c->updates[k].slot == k && memcmp(&scale[k], &c->pre_scale[k], sizeof(float)) == 0;
+    if (!same) {
+        s_give_up(c, n > K ? "fewer updates to aggregate than were summed" : "the close's weights are not those announced");
+        return NULL;
+    }
+    float *theta = c->pre_theta;
+    c->pre_theta = NULL;
+    c->pre_on = 0;
+    *first = n;
+    __atomic_fetch_add(&c->in_time_rounds, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&c->in_time_updates, n, __ATOMIC_RELAXED);
+    return theta;
+}

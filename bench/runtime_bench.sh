@@ -263,6 +263,9 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
         gb = j["clients"] * j["params"] * 4 / 1e9
         tgt = "%.0f%% / %.0f%% of BW (>= 80%%); from memory %.0f%%" % (100 * gb / agg / bw, 100 * gb / close / bw,
               100 * j["fedavg"]["memory"]["fraction_of_bandwidth"])
+        it = j["fedavg"].get("in_time")
+        if it:
+            tgt += "; summed in time %.0f%% (paired %.0f%%)" % (100 * it["fraction_of_bandwidth"], 100 * it["paired_fraction_of_bandwidth"])
     na, nm, nf = n.get("average_s", float("nan")), n.get("matvec_s", float("nan")), n.get("fedce_equivalent_s", float("nan"))
     print("| %s | %d | %s | %.1f / %.1f | %.2f | %.2f / %.2f | %s | %.2f | %.2f | %.2f | %.2fx / %.2fx | %.2fx / %.2fx |" % (
         j["weighting"], j["clients"], f"{j['params']:,}", j["read_gb_per_s_1t"], j["read_gb_per_s_2t"], j["one_pass_s"] * 1e3,
@@ -271,6 +274,10 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
         fa = j["fedavg"]
         extra.append("fedavg K=%d P=%s: from memory %.2f ms (%.0f%%), from the journal %.2f ms (%.0f%%, the coordinator's path), from the journal on 1 thread %.2f ms (%.0f%%), model digest %.2f ms" % tuple(
             [j["clients"], f"{j['params']:,}"] + [x for k in ("memory", "journal", "journal_1thread") for x in (fa[k]["seconds"] * 1e3, 100 * fa[k]["fraction_of_bandwidth"])] + [j["digest_s"] * 1e3]))
+        it = fa.get("in_time")
+        if it:
+            extra[-1] += "; summed in time (the coordinator's default up to 8 MiB): the close %.2f ms on average over the last arrival's K positions (%.1f updates left; %.0f%% of BW, paired %.0f%%), %.2f ms per update summed at ingest" % (
+                it["seconds"] * 1e3, it["updates_left_mean"], 100 * it["fraction_of_bandwidth"], 100 * it["paired_fraction_of_bandwidth"], it["prefix_s_per_update"] * 1e3)
     else:
         fc = j["fedce"]; sr = fc["serial"]
         extra.append("fedce K=%d P=%s: close from the end of the last update's hash %.2f ms = %.2fx one pass, paired %.2fx (wait for its Gram row %.2f ms, weights %.3f ms, weighted sum %.2f ms); before, with the row after the hash: %.2f ms = %.2fx, paired %.2fx (row %.2f ms); the row alone (1 worker thread) %.2f ms, the hash alone %.2f ms, beside the row %.2f ms; model digest %.2f ms; the other K-1 Gram rows at ingest %.2f ms in all; whole Gram matrix by ssyrk (the first design) %.2f ms" % (

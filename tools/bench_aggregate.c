@@ -152,19 +152,23 @@ static void *s_early_row(void *arg) {
     return NULL;
 }
 
-/* θ += η_s w_k Δ_k (coordinator/aggregate.c s_stream_into): from U, or from the journal
- * (with the helper process when there is one and with_helper is set). */
-static int s_stream(s_agg_t *a, int from_journal, int threads, int with_helper) {
+/* θ += η_s w_k Δ_k for k in [first, end) (coordinator/aggregate.c coord_sum_updates): from
+ * U, or from the journal (with the helper process when there is one and with_helper is set). */
+static int s_stream_range(s_agg_t *a, size_t first, size_t end, int from_journal, int threads, int with_helper) {
     const float **rows = cc_xcalloc(a->K, sizeof *rows);
     float *scale = cc_xcalloc(a->K, sizeof *scale);
     for (size_t k = 0; k < a->K; k++) rows[k] = a->U + k * a->P, scale[k] = (float)(a->server_lr * a->w[k]);
-    wsum_src_t src = {.rows = from_journal ? NULL : rows, .journal = a->journal, .recs = a->rec, .from = a->from,
-                      .helper = with_helper ? a->helper : NULL};
+    wsum_src_t src = {.rows = from_journal ? NULL : rows + first, .journal = a->journal, .recs = a->rec + first,
+                      .from = a->from + first, .helper = with_helper ? a->helper : NULL};
     cc_err_t err = {0};
-    int rc = wsum_blocked(a->theta, a->P, &src, a->K, scale, threads, &err);
+    int rc = wsum_blocked(a->theta, a->P, &src, end - first, scale + first, threads, &err);
     if (rc) fprintf(stderr, "concord-bench aggregate: %s\n", err.msg);
     free(rows), free(scale);
     return rc;
+}
+
+static int s_stream(s_agg_t *a, int from_journal, int threads, int with_helper) {
+    return s_stream_range(a, 0, a->K, from_journal, threads, with_helper);
 }
 
 /* θ_t copied into θ. cycle (the coordinator's path): as coord_aggregate does, into a new
@@ -174,6 +178,34 @@ static int s_stream(s_agg_t *a, int from_journal, int threads, int with_helper) 
 static void s_fresh_theta(s_agg_t *a, int cycle) {
     if (cycle && a->helper && sumproc_give(a->helper, a->theta)) a->theta = sumproc_take(a->helper);
     memcpy(a->theta, a->theta0, a->P * sizeof(float));
+}
+
+/* FedAvg summed in time (coordinator/intime.c): when the last update to arrive is slot m,
+ * slots 0..m−1 were summed as they arrived and the close sums slots m..K−1. Each m is
+ * equally likely when the arrival order is random, so the close is timed once for every m
+ * and the mean is what the coordinator's close takes on average. Per m: the prefix summed
+ * (untimed, as at ingest), a read pass (caches as cold as for the other variants), the
+ * close. close_s: the mean close; paired: Σ close / Σ read pass; prefix_s: the prefix's
+ * time per update summed at ingest; left: the mean number of updates the close sums. */
+static int s_fedavg_in_time(s_agg_t *a, const float *bw_buf, size_t bw_n, float *sink, double *close_s,
+                            double *paired, double *prefix_s, double *left) {
+    size_t K = a->K, KP = K * a->P;
+    double t_close = 0, t_pass = 0, t_prefix = 0;
+    size_t n_prefix = 0, n_left = 0;
+    int rc = 0;
+    for (size_t m = 0; m < K && !rc; m++) {
+        s_fresh_theta(a, 1);
+        double t0 = cc_now();
+        if (m) rc = s_stream_range(a, 0, m, 1, a->threads, 1);
+        t_prefix += cc_now() - t0, n_prefix += m;
+        t_pass += s_pass_now(bw_buf, bw_n, KP, sink);
+        t0 = cc_now();
+        if (!rc) rc = s_stream_range(a, m, K, 1, a->threads, 1);
+        t_close += cc_now() - t0, n_left += K - m;
+    }
+    *close_s = t_close / (double)K, *paired = t_pass / t_close;
+    *prefix_s = n_prefix ? t_prefix / (double)n_prefix : 0.0, *left = (double)n_left / (double)K;
+    return rc;
 }
 
 /* The close once G is complete: the weights (fedce_priors, fedce_cos_gram,
@@ -315,7 +347,9 @@ static void s_usage(FILE *fp) {
             "             the journal (page cache; the floats 2 MiB-aligned as persist.c writes\n"
             "             them, so mapped 2 MiB at a time): with the close's threads and the\n"
             "             summing process (the coordinator's path, sumproc.h), on threads alone,\n"
-            "             and on 1 thread; then the digest\n"
+            "             and on 1 thread; summed in time (intime.c: the close sums only the updates\n"
+            "             from the last to arrive on, timed for each of the K positions it can\n"
+            "             have and averaged); then the digest\n"
             "  numpy      bench/numpy_aggregate.py on the same updates and weights (--numpy)\n"
             "Each timing is the median of --repeat runs after one warm-up.\n\n"
             "  --clients K          updates (default 10)\n"
@@ -574,6 +608,8 @@ int bench_cmd_aggregate(int argc, char **argv) {
         }
         double paired_fraction = bench_median(paired, (size_t)repeat);
         free(paired);
+        double it_close = 0, it_paired = 0, it_prefix = 0, it_left = 0;
+        if (!rc) rc = s_fedavg_in_time(&a, bw_buf, bw_n, &sink, &it_close, &it_paired, &it_prefix, &it_left);
         /* leave θ as the coordinator's path computes it, for the numpy check */
         memcpy(a.theta, a.theta0, P * sizeof(float));
         if (!rc) rc = s_stream(&a, 1, threads, 1);
@@ -599,10 +635,18 @@ int bench_cmd_aggregate(int argc, char **argv) {
                100.0 * upd_bytes / close_s / 1e9 / bw);
         printf("  paired (each close against a read pass just before it): median %.1f%% of bandwidth\n",
                100.0 * paired_fraction);
+        printf("  summed in time (the coordinator's default for models up to 8 MiB): the updates before the last to\n"
+               "  arrive summed as they came (%.2f ms per update at ingest); the close sums the rest, %.1f updates on\n"
+               "  average over the K positions the last can have: %.2f ms = %.1f%% of bandwidth (paired %.1f%%)\n",
+               it_prefix * 1e3, it_left, it_close * 1e3, 100.0 * upd_bytes / it_close / 1e9 / bw, 100.0 * it_paired);
         json_object_set_new(jf, "close_with_digest_s", json_real(close_s));
         json_object_set_new(jf, "journal_mapped", json_boolean(mapped));
         json_object_set_new(jf, "helper_process", json_boolean(sumproc_alive(a.helper)));
         json_object_set_new(jf, "paired_fraction_of_bandwidth", json_real(paired_fraction));
+        json_object_set_new(jf, "in_time", json_pack("{s:f, s:f, s:f, s:f, s:f}", "seconds", it_close,
+                                                      "fraction_of_bandwidth", upd_bytes / it_close / 1e9 / bw,
+                                                      "paired_fraction_of_bandwidth", it_paired, "prefix_s_per_update",
+                                                      it_prefix, "updates_left_mean", it_left));
         json_object_set_new(jres, "fedavg", jf);
     }
     /* The result θ (for the numpy check): θ_t + Σ w_k Δ_k. */

@@ -276,7 +276,7 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
             [j["clients"], f"{j['params']:,}"] + [x for k in ("memory", "journal", "journal_1thread") for x in (fa[k]["seconds"] * 1e3, 100 * fa[k]["fraction_of_bandwidth"])] + [j["digest_s"] * 1e3]))
         it = fa.get("in_time")
         if it:
-            extra[-1] += "; summed in time (the coordinator's default up to 8 MiB): the close %.2f ms on average over the last arrival's K positions (%.1f updates left; %.0f%% of BW, paired %.0f%%), %.2f ms per update summed at ingest" % (
+            extra[-1] += "; summed in time (the coordinator's default up to 8 MiB): the close %.2f ms on average over the last arrival's K positions (%.1f updates left; %.0f%% of BW, paired %.0f%%), %.2f ms per update summed while waiting" % (
                 it["seconds"] * 1e3, it["updates_left_mean"], 100 * it["fraction_of_bandwidth"], 100 * it["paired_fraction_of_bandwidth"], it["prefix_s_per_update"] * 1e3)
     else:
         fc = j["fedce"]; sr = fc["serial"]

@@ -250,12 +250,13 @@ long coord_client_index(const coord_t *c, const char *id);
 /* intime.c: FedAvg's weighted sum begun as the updates arrive (the file's top comment).
  * wanted: this federation sums in time. begin: the training phase starts (participants and
  * their Hello counts fixed, no update yet). add: updates[k] was just accepted and
- * journaled. take: at the close, with the close's scales of the K sorted updates: θ_t plus
+ * journaled. idle: no message waits: sums the slots now in after those summed. take: at the close, with the close's scales of the K sorted updates: θ_t plus
  * the sum of the first *first of them, if that prefix is this close's (the buffer passes
  * to the caller), else NULL. drop: the round ends without it (frees the buffer). */
 int coord_intime_wanted(const coord_t *c);
 void coord_intime_begin(coord_t *c);
 void coord_intime_add(coord_t *c, size_t k);
+void coord_intime_idle(coord_t *c);
 float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first);
 void coord_intime_drop(coord_t *c);
 

@@ -12,8 +12,11 @@
  * sample count that differs, an update left out by the norm bound) the prefix is dropped
  * and the close sums everything, as without this.
  *
- * Each step runs on the poll loop right after the update is journaled, so its floats come
- * from the page cache as at the close. It costs the buffer of θ_{t+1} during the round
+ * The steps run on the poll loop when no message is waiting (coord_intime_idle), so they use
+ * the time between arrivals and never delay one: a burst of updates, all waiting at once, is
+ * summed at the close, in one pass over θ, as without this (summed one at a time, each update
+ * would cost a read and a write of θ besides its own read). The floats come from the journal's
+ * page cache, as at the close. It costs the buffer of θ_{t+1} during the round
  * (P floats the close would take anyway), which is why `auto` keeps it for models of at
  * most INTIME_AUTO_MAX_BYTES: the FedAvg memory budget is 3·P·4 B + 64 MiB, and larger
  * models use their share of it while updates are in flight (docs/configuration.md). */
@@ -75,9 +78,13 @@ void coord_intime_add(coord_t *c, size_t k) {
         return;
     }
     c->pre_update[u->slot] = k;
+}
+
+void coord_intime_idle(coord_t *c) {
+    if (!c->pre_on || c->n_updates == c->n_participants) return; /* the close is next: it sums the rest */
     size_t end = c->pre_next;
     while (end < c->n_participants && c->pre_update[end] != SIZE_MAX) end++;
-    if (end == c->pre_next) return; /* a slot before this one is still missing */
+    if (end == c->pre_next) return; /* the next slot is still missing */
     if (!c->pre_theta) {
         c->pre_theta = coord_theta_alloc(c);
         memcpy(c->pre_theta, c->params, c->P * sizeof(float));
@@ -92,6 +99,8 @@ void coord_intime_add(coord_t *c, size_t k) {
         s_give_up(c, err.msg);
         return;
     }
+    cc_log_info("in_time_summed", "round=%llu slots=%zu-%zu summed=%zu of=%zu", (unsigned long long)c->round, c->pre_next,
+                end - 1, end, c->n_participants);
     c->pre_next = end;
 }
 

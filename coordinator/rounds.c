@@ -589,13 +589,11 @@ static void s_accept_update(coord_t *c, coord_client_t *cl, const Concord__Updat
     if (c->keep_updates) coord_archive_update(c, cl->id, delta);
     c->n_updates++;
     int early_row = coord_gram_accept(c, rec->slot, delta, early); /* FedCE: its rows of U and of the Gram matrix */
-    coord_intime_add(c, c->n_updates - 1); /* FedAvg: its part of the sum, if the slots before it are in */
+    coord_intime_add(c, c->n_updates - 1); /* FedAvg: summed in time once nothing waits (main.c) */
     COUNT(c->accepted_updates); /* its Ack leaves with the next group commit (coord_flush_acks) */
-    char in_time[48] = "";
-    if (c->pre_on) snprintf(in_time, sizeof in_time, " summed_in_time=%zu", c->pre_next);
-    cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu%s%s",
+    cc_log_info("update_accepted", "round=%llu client=%s n_samples=%llu norm=%.4g updates=%zu of=%zu%s",
                 (unsigned long long)c->round, cl->id, (unsigned long long)u->n_samples, norm, c->n_updates,
-                c->n_participants, !c->U ? "" : early_row ? " gram_row=early" : " gram_row=serial", in_time);
+                c->n_participants, !c->U ? "" : early_row ? " gram_row=early" : " gram_row=serial");
 }
 
 static void s_handle_update(coord_t *c, coord_client_t *cl, const wire_in_t *in, transport_msg_t *msg,

@@ -133,12 +133,14 @@ shares=$(sed -n 's/.*event=sum_process_stopped pid=[0-9]* shares=\([0-9]*\) bloc
 ! grep -q "event=sum_process " "$tmp/sp-wide-threads/logs/coordinator.log" || fail "B/sum_process: sum_process = false still forked one"
 cmp "$tmp/sp-wide/final-model.ckpt" "$tmp/sp-wide-threads/final-model.ckpt" ||
   fail "B/sum_process: the summing process and threads alone end in different models"
-grep -q "event=update_accepted .* summed_in_time=[1-9]" "$tmp/sp-wide/logs/coordinator.log" ||
-  fail "B/in_time: no update was summed before its round's close"
-! grep -q "summed_in_time\|event=in_time" "$tmp/sp-wide-at-close/logs/coordinator.log" || fail "B/in_time: in_time = off still summed in time"
+! grep -q "event=in_time" "$tmp/sp-wide-at-close/logs/coordinator.log" || fail "B/in_time: in_time = off still summed in time"
+# site1 (slot 0) is not the slowest of the three to train, so some round sums it while
+# waiting for the others.
+grep -q "event=in_time_summed round=[0-9]* slots=0-" "$tmp/sp-wide/logs/coordinator.log" ||
+  fail "B/in_time: no round summed an update while waiting for the others"
 cmp "$tmp/sp-wide/final-model.ckpt" "$tmp/sp-wide-at-close/final-model.ckpt" ||
   fail "B/in_time: summing in time and at the close end in different models"
-echo "B/in_time: $(grep -c "event=in_time_close" "$tmp/sp-wide/logs/coordinator.log") of 4 closes continued a sum begun in time; the same bits as summing at the close"
+echo "B/in_time: $(grep -c "event=in_time_summed" "$tmp/sp-wide/logs/coordinator.log") in-time steps, $(grep -c "event=in_time_close" "$tmp/sp-wide/logs/coordinator.log") of 4 closes continued a sum begun in time; the same bits as summing at the close"
 sp=$tmp/sp-killed
 "$build/concord-sim" "${sp_common[@]}" --config "$tmp/wide.ini" --workdir "$sp" --prepare-only >/dev/null
 "$build/concord-coordinator" --config "$sp/configs/coordinator.ini" --config "$tmp/wide.ini" >>"$sp/logs/coordinator.log" 2>&1 &

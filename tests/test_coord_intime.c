@@ -1,6 +1,7 @@
 /* test_coord_intime.c — FedAvg's weighted sum begun as the updates arrive (intime.c). A
  * coordinator in memory (no process, no network: its ROUTER has no peer) is handed real
- * signed Update messages in every arrival order, journals them and closes the round. The
+ * signed Update messages in every arrival order, journals them, sums what it can while idle
+ * (as its poll loop does when no message waits) and closes the round. The
  * new θ must be, bit for bit, θ_t + Σ_k s_k Δ_k computed here element by element in
  * client-id order with s_k = n_k / Σ n_j, whatever the order, whether the close found the
  * prefix it could use or had to start over (a participant missing, a sample count other
@@ -106,6 +107,9 @@ static void s_open_round(void) {
     coord_intime_begin(c);
 }
 
+/* Site k's update delivered, then the poll loop finds nothing waiting (main.c): the in-time step. */
+static void s_arrive(int k, uint64_t n_samples, float scale);
+
 /* Site k's signed Update of Δ = scale·s_delta[k] claiming n_samples, its frame at an odd
  * address as ZeroMQ may leave it; handled as the poll loop would. */
 static void s_deliver(int k, uint64_t n_samples, float scale) {
@@ -135,6 +139,11 @@ static void s_deliver(int k, uint64_t n_samples, float scale) {
     coord_handle_message(&s_c, &msg);
     transport_msg_close(&msg);
     free(buf), free(env), free(body);
+}
+
+static void s_arrive(int k, uint64_t n_samples, float scale) {
+    s_deliver(k, n_samples, scale);
+    coord_intime_idle(&s_c);
 }
 
 /* θ_0 + Σ_k s_k·Δ_k over the sites in `in` (slot order), s_k = lr·n_k/Σ n_j: each element's
@@ -182,14 +191,15 @@ Test(coord_intime, every_arrival_order_gives_the_same_bits_and_sums_the_prefix_b
     int order[N_SITES] = {0, 1, 2, 3}, orders = 0;
     do { /* the 24 permutations, in lexicographic order */
         s_open_round();
-        for (int i = 0; i + 1 < N_SITES; i++) s_deliver(order[i], s_n_train[order[i]], 1.0f);
+        for (int i = 0; i + 1 < N_SITES; i++) s_arrive(order[i], s_n_train[order[i]], 1.0f);
         int last = order[N_SITES - 1];
         cr_expect_eq(s_c.pre_next, (size_t)last, "order %d%d%d%d: before the last update, slots 0..%d are summed, not %zu",
                      order[0], order[1], order[2], order[3], last - 1, s_c.pre_next);
-        s_deliver(last, s_n_train[last], 1.0f);
+        s_arrive(last, s_n_train[last], 1.0f);
         cr_assert_eq(s_c.n_updates, N_SITES);
-        cr_expect_eq(s_c.pre_next, (size_t)N_SITES, "once all are in, the whole sum is done before the close");
-        cr_expect(s_close(), "the close continued the sum begun in time");
+        cr_expect_eq(s_c.pre_next, (size_t)last, "once all are in, the rest is the close's");
+        cr_expect_eq(s_close(), last > 0, "order %d%d%d%d: the close continued a sum begun in time (%d slots)", order[0],
+                     order[1], order[2], order[3], last);
         char what[64];
         snprintf(what, sizeof what, "arrival order %d%d%d%d", order[0], order[1], order[2], order[3]);
         s_expect_theta(want, what);
@@ -213,9 +223,9 @@ Test(coord_intime, a_missing_participant_makes_the_close_start_over_with_the_rig
     const int in[N_SITES] = {1, 1, 0, 1}; /* site-c never answers: the round closes at quorum */
     s_expected(want, in, s_ones);
     s_open_round();
-    s_deliver(1, s_n_train[1], 1.0f);
-    s_deliver(0, s_n_train[0], 1.0f);
-    s_deliver(3, s_n_train[3], 1.0f);
+    s_arrive(1, s_n_train[1], 1.0f);
+    s_arrive(0, s_n_train[0], 1.0f);
+    s_arrive(3, s_n_train[3], 1.0f);
     cr_expect_eq(s_c.pre_next, 2, "slots 0 and 1 summed in time");
     cr_expect_not(s_close(), "the prefix had the weights of four participants: not used");
     s_expect_theta(want, "three of four");
@@ -225,13 +235,13 @@ Test(coord_intime, a_sample_count_other_than_announced_stops_the_sum_in_time, .i
      .timeout = 60) {
     static float want[NP];
     s_open_round();
-    s_deliver(0, s_n_train[0], 1.0f);
+    s_arrive(0, s_n_train[0], 1.0f);
     cr_expect_eq(s_c.pre_next, 1);
-    s_deliver(1, s_n_train[1] - 1, 1.0f); /* trained on one sample fewer than it announced */
+    s_arrive(1, s_n_train[1] - 1, 1.0f); /* trained on one sample fewer than it announced */
     cr_expect_eq(s_c.pre_on, 0, "summing in time stops");
     cr_expect_null(s_c.pre_theta, "its buffer is given back");
-    s_deliver(2, s_n_train[2], 1.0f);
-    s_deliver(3, s_n_train[3], 1.0f);
+    s_arrive(2, s_n_train[2], 1.0f);
+    s_arrive(3, s_n_train[3], 1.0f);
     cr_expect_not(s_close());
     /* the expected sum with site-b's actual count */
     double total = 0.0;
@@ -253,10 +263,22 @@ Test(coord_intime, an_update_left_out_by_the_norm_bound_is_not_in_the_result, .i
     s_expected(want, in, site_scale);
     s_c.norm_ratio = 3.0;
     s_open_round();
-    for (int k = 0; k < N_SITES; k++) s_deliver(k, s_n_train[k], site_scale[k]);
-    cr_expect_eq(s_c.pre_next, N_SITES, "all four summed in time, site-b included");
+    for (int k = 0; k < N_SITES; k++) s_arrive(k, s_n_train[k], site_scale[k]);
+    cr_expect_eq(s_c.pre_next, N_SITES - 1, "three summed in time, site-b included");
     cr_expect_not(s_close(), "site-b is left out at the close: the prefix is not used");
     s_expect_theta(want, "site-b left out");
+}
+
+Test(coord_intime, a_burst_is_summed_at_the_close_in_one_pass, .init = setup, .fini = teardown, .timeout = 60) {
+    static float want[NP];
+    s_expected(want, s_all, s_ones);
+    s_open_round();
+    for (int k = 0; k < N_SITES; k++) s_deliver(k, s_n_train[k], 1.0f); /* all waiting at once: no idle */
+    cr_expect_eq(s_c.pre_next, 0, "nothing summed while messages were waiting");
+    coord_intime_idle(&s_c);
+    cr_expect_eq(s_c.pre_next, 0, "nor once every update is in: that is the close's");
+    cr_expect_not(s_close());
+    s_expect_theta(want, "a burst");
 }
 
 Test(coord_intime, off_and_auto, .init = setup, .fini = teardown, .timeout = 60) {
@@ -264,7 +286,7 @@ Test(coord_intime, off_and_auto, .init = setup, .fini = teardown, .timeout = 60)
     s_expected(want, s_all, s_ones);
     s_c.in_time = 0;
     s_open_round();
-    for (int k = N_SITES - 1; k >= 0; k--) s_deliver(k, s_n_train[k], 1.0f);
+    for (int k = 0; k < N_SITES; k++) s_arrive(k, s_n_train[k], 1.0f);
     cr_expect_eq(s_c.pre_next, 0, "off: nothing summed before the close");
     cr_expect_not(s_close());
     s_expect_theta(want, "in_time = off");

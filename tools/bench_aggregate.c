@@ -180,13 +180,14 @@ static void s_fresh_theta(s_agg_t *a, int cycle) {
     memcpy(a->theta, a->theta0, a->P * sizeof(float));
 }
 
-/* FedAvg summed in time (coordinator/intime.c): when the last update to arrive is slot m,
- * slots 0..m−1 were summed as they arrived and the close sums slots m..K−1. Each m is
- * equally likely when the arrival order is random, so the close is timed once for every m
- * and the mean is what the coordinator's close takes on average. Per m: the prefix summed
- * (untimed, as at ingest), a read pass (caches as cold as for the other variants), the
- * close. close_s: the mean close; paired: Σ close / Σ read pass; prefix_s: the prefix's
- * time per update summed at ingest; left: the mean number of updates the close sums. */
+/* FedAvg summed in time (coordinator/intime.c): with updates arriving apart, when the last
+ * to arrive is slot m, slots 0..m−1 were summed while the coordinator waited and the close
+ * sums slots m..K−1. Each m is equally likely when the arrival order is random, so the
+ * close is timed once for every m and the mean is what the coordinator's close takes on
+ * average. Per m: the prefix summed one update at a time (untimed: the wait's work, at its
+ * costliest, each step a pass over θ too), a read pass (caches as cold as for the other
+ * variants), the close. close_s: the mean close; paired: Σ close / Σ read pass; prefix_s:
+ * a step's time per update; left: the mean number of updates the close sums. */
 static int s_fedavg_in_time(s_agg_t *a, const float *bw_buf, size_t bw_n, float *sink, double *close_s,
                             double *paired, double *prefix_s, double *left) {
     size_t K = a->K, KP = K * a->P;
@@ -196,7 +197,7 @@ static int s_fedavg_in_time(s_agg_t *a, const float *bw_buf, size_t bw_n, float 
     for (size_t m = 0; m < K && !rc; m++) {
         s_fresh_theta(a, 1);
         double t0 = cc_now();
-        if (m) rc = s_stream_range(a, 0, m, 1, a->threads, 1);
+        for (size_t k = 0; k < m && !rc; k++) rc = s_stream_range(a, k, k + 1, 1, a->threads, 1);
         t_prefix += cc_now() - t0, n_prefix += m;
         t_pass += s_pass_now(bw_buf, bw_n, KP, sink);
         t0 = cc_now();
@@ -347,9 +348,9 @@ static void s_usage(FILE *fp) {
             "             the journal (page cache; the floats 2 MiB-aligned as persist.c writes\n"
             "             them, so mapped 2 MiB at a time): with the close's threads and the\n"
             "             summing process (the coordinator's path, sumproc.h), on threads alone,\n"
-            "             and on 1 thread; summed in time (intime.c: the close sums only the updates\n"
-            "             from the last to arrive on, timed for each of the K positions it can\n"
-            "             have and averaged); then the digest\n"
+            "             and on 1 thread; summed in time (intime.c, updates arriving apart: the close\n"
+            "             sums only the updates from the last to arrive on, timed for each of the\n"
+            "             K positions it can have and averaged); then the digest\n"
             "  numpy      bench/numpy_aggregate.py on the same updates and weights (--numpy)\n"
             "Each timing is the median of --repeat runs after one warm-up.\n\n"
             "  --clients K          updates (default 10)\n"
@@ -635,9 +636,10 @@ int bench_cmd_aggregate(int argc, char **argv) {
                100.0 * upd_bytes / close_s / 1e9 / bw);
         printf("  paired (each close against a read pass just before it): median %.1f%% of bandwidth\n",
                100.0 * paired_fraction);
-        printf("  summed in time (the coordinator's default for models up to 8 MiB): the updates before the last to\n"
-               "  arrive summed as they came (%.2f ms per update at ingest); the close sums the rest, %.1f updates on\n"
-               "  average over the K positions the last can have: %.2f ms = %.1f%% of bandwidth (paired %.1f%%)\n",
+        printf("  summed in time (the coordinator's default for models up to 8 MiB), updates arriving apart: those\n"
+               "  before the last to arrive summed while waiting (%.2f ms per update, one at a time); the close sums\n"
+               "  the rest, %.1f updates on average over the K positions the last can have: %.2f ms = %.1f%% of\n"
+               "  bandwidth (paired %.1f%%)\n",
                it_prefix * 1e3, it_left, it_close * 1e3, 100.0 * upd_bytes / it_close / 1e9 / bw, 100.0 * it_paired);
         json_object_set_new(jf, "close_with_digest_s", json_real(close_s));
         json_object_set_new(jf, "journal_mapped", json_boolean(mapped));

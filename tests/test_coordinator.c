@@ -222,6 +222,16 @@ static void s_finish_round(harness_client_t *last, harness_client_t *other, cons
     zmq_close(other->sock);
 }
 
+/* Does the file at path have a line containing text? */
+static int s_log_has(const char *path, const char *text) {
+    FILE *fp = fopen(path, "r");
+    char line[4096];
+    int found = 0;
+    while (fp && !found && fgets(line, sizeof line, fp)) found = strstr(line, text) != NULL;
+    if (fp) fclose(fp);
+    return found;
+}
+
 Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .init = setup, .fini = teardown,
      .timeout = 60) {
     harness_client_t alice = s_connect(&s_alice, s_coord_id.curve_public);
@@ -328,6 +338,12 @@ Test(coordinator, rejects_every_bad_message_counts_it_and_finishes_the_round, .i
     char path[512];
     snprintf(path, sizeof path, "%s/final.ckpt", s_dir);
     cr_expect_eq(access(path, R_OK), 0, "final model exported");
+    /* FedAvg summed in time: alice (slot 0) was added while the coordinator waited for bob,
+     * whose update the close then summed alone. */
+    snprintf(path, sizeof path, "%s/coordinator.log", s_dir);
+    cr_expect(s_log_has(path, "event=in_time_summed round=0 slots=0-0 summed=1 of=2"), "alice summed while waiting");
+    cr_expect(s_log_has(path, "event=in_time_close round=0 summed_before=1 summed_at_close=1"),
+              "the close summed bob's update only");
 }
 
 static void setup_one_upload(void) {

@@ -611,9 +611,13 @@ int bench_cmd_aggregate(int argc, char **argv) {
         free(paired);
         double it_close = 0, it_paired = 0, it_prefix = 0, it_left = 0;
         if (!rc) rc = s_fedavg_in_time(&a, bw_buf, bw_n, &sink, &it_close, &it_paired, &it_prefix, &it_left);
+        float *it_theta = cc_xalloc_floats(P); /* the last in-time close's result */
+        memcpy(it_theta, a.theta, P * sizeof(float));
         /* leave θ as the coordinator's path computes it, for the numpy check */
         memcpy(a.theta, a.theta0, P * sizeof(float));
         if (!rc) rc = s_stream(&a, 1, threads, 1);
+        int it_same = memcmp(it_theta, a.theta, P * sizeof(float)) == 0;
+        free(it_theta);
         wsum_src_t jsrc = {.journal = a.journal, .recs = a.rec, .from = a.from};
         int mapped = wsum_maps(&jsrc, K);
         journal_close(&a.journal);
@@ -639,8 +643,9 @@ int bench_cmd_aggregate(int argc, char **argv) {
         printf("  summed in time (the coordinator's default for models up to 8 MiB), updates arriving apart: those\n"
                "  before the last to arrive summed while waiting (%.2f ms per update, one at a time); the close sums\n"
                "  the rest, %.1f updates on average over the K positions the last can have: %.2f ms = %.1f%% of\n"
-               "  bandwidth (paired %.1f%%)\n",
-               it_prefix * 1e3, it_left, it_close * 1e3, 100.0 * upd_bytes / it_close / 1e9 / bw, 100.0 * it_paired);
+               "  bandwidth (paired %.1f%%); the result %s the full close's bits\n",
+               it_prefix * 1e3, it_left, it_close * 1e3, 100.0 * upd_bytes / it_close / 1e9 / bw, 100.0 * it_paired,
+               it_same ? "has" : "DOES NOT HAVE");
         json_object_set_new(jf, "close_with_digest_s", json_real(close_s));
         json_object_set_new(jf, "journal_mapped", json_boolean(mapped));
         json_object_set_new(jf, "helper_process", json_boolean(sumproc_alive(a.helper)));
@@ -649,6 +654,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
                                                       "fraction_of_bandwidth", upd_bytes / it_close / 1e9 / bw,
                                                       "paired_fraction_of_bandwidth", it_paired, "prefix_s_per_update",
                                                       it_prefix, "updates_left_mean", it_left));
+        json_object_set_new(json_object_get(jf, "in_time"), "same_bits_as_full_close", json_boolean(it_same));
         json_object_set_new(jres, "fedavg", jf);
     }
     /* The result θ (for the numpy check): θ_t + Σ w_k Δ_k. */

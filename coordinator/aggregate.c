@@ -263,6 +263,14 @@ static int s_weighted_sum(coord_t *c, const double *w, float *sum, cc_err_t *err
     return rc;
 }
 
+void coord_fedavg_weights(double *w, const uint64_t *n, size_t K) {
+    double total = 0.0;
+    for (size_t k = 0; k < K; k++) total += (double)n[k];
+    for (size_t k = 0; k < K; k++) w[k] = (double)n[k] / total;
+}
+
+float coord_step_scale(const coord_t *c, double w) { return (float)(c->server_lr * w); }
+
 int coord_sum_updates(coord_t *c, const coord_update_t *const *ups, size_t n, const float *scale, float *theta,
                       cc_err_t *err) {
     uint64_t *from = cc_xcalloc(n + 1, sizeof *from);
@@ -297,7 +305,7 @@ static int s_stream_into(coord_t *c, const double *w, float **out, cc_err_t *err
     size_t K = c->n_updates, first = 0;
     const coord_update_t **ups = cc_xcalloc(K + 1, sizeof *ups);
     float *scale = cc_xcalloc(K + 1, sizeof *scale);
-    for (size_t k = 0; k < K; k++) ups[k] = &c->updates[k], scale[k] = (float)(c->server_lr * w[k]);
+    for (size_t k = 0; k < K; k++) ups[k] = &c->updates[k], scale[k] = coord_step_scale(c, w[k]);
     float *theta = coord_intime_take(c, scale, K, &first);
     if (!theta) {
         theta = coord_theta_alloc(c);
@@ -399,9 +407,10 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
     if (c->fedce) {
         rc = s_fedce_weights(c, weights, err);
     } else {
-        double total = 0.0;
-        for (size_t k = 0; k < c->n_updates; k++) total += (double)c->updates[k].n_samples;
-        for (size_t k = 0; k < c->n_updates; k++) weights[k] = (double)c->updates[k].n_samples / total;
+        uint64_t *n = cc_xcalloc(c->n_updates + 1, sizeof *n);
+        for (size_t k = 0; k < c->n_updates; k++) n[k] = c->updates[k].n_samples;
+        coord_fedavg_weights(weights, n, c->n_updates);
+        free(n);
     }
     float *theta = NULL;
     if (!rc && !c->robust && c->per_class != 3) {

@@ -238,6 +238,11 @@ size_t coord_clients_welcomed(const coord_t *c);
 /* aggregate.c: θ += η_s Σ_k w_k Δ̃_k in client-id order; FedAvg weights n_k/N streamed
  * from the journal, or FedCE weights from the in-memory updates (U). */
 int coord_aggregate(coord_t *c, double *weights_out, cc_err_t *err);
+/* FedAvg's weights w (K) of updates of n (K) samples: n_k / Σ_j n_j. And the scale the
+ * weighted sum applies to an update of weight w: η_s · w as a float. The close and the
+ * in-time prefix (intime.c) both use these, so their scales are the same floats. */
+void coord_fedavg_weights(double *w, const uint64_t *n, size_t K);
+float coord_step_scale(const coord_t *c, double w);
 /* θ += Σ_i scale[i]·Δ̃ of *ups[i] (i < n, in that order for every element; wsum.h: by
  * column blocks on agg_threads threads, or agg_threads − 1 and the summing process), from
  * U (FedCE) or the journal (FedAvg). A failure leaves θ partly updated; a summing process
@@ -250,7 +255,8 @@ long coord_client_index(const coord_t *c, const char *id);
 /* intime.c: FedAvg's weighted sum begun as the updates arrive (the file's top comment).
  * wanted: this federation sums in time. begin: the training phase starts (participants and
  * their Hello counts fixed, no update yet). add: updates[k] was just accepted and
- * journaled. idle: no message waits: sums the slots now in after those summed. take: at the close, with the close's scales of the K sorted updates: θ_t plus
+ * journaled. idle: the poll loop's every turn: when no message waits, sums the slots now
+ * in after those summed. take: at the close, with the close's scales of the K sorted updates: θ_t plus
  * the sum of the first *first of them, if that prefix is this close's (the buffer passes
  * to the caller), else NULL. drop: the round ends without it (frees the buffer). */
 int coord_intime_wanted(const coord_t *c);

@@ -22,6 +22,7 @@
  * models use their share of it while updates are in flight (docs/configuration.md). */
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "coord.h"
 #include "log.h"
@@ -48,19 +49,20 @@ void coord_intime_begin(coord_t *c) {
         c->pre_scale = cc_xcalloc(c->n_clients + 1, sizeof *c->pre_scale);
         c->pre_update = cc_xcalloc(c->n_clients + 1, sizeof *c->pre_update);
     }
-    /* The close's weights (aggregate.c), computed the same way from the announced counts. */
-    double total = 0.0;
-    for (size_t s = 0; s < c->n_participants; s++) {
+    /* The close's weights and scales (aggregate.c) from the announced counts. */
+    size_t K = c->n_participants;
+    uint64_t *n = cc_xcalloc(K, sizeof *n);
+    double *w = cc_xcalloc(K, sizeof *w);
+    int known = 1;
+    for (size_t s = 0; s < K && known; s++) {
         coord_client_t *cl = coord_client_find(c, c->participants[s]);
-        if (!cl || cl->n_train == 0) return;
-        total += (double)cl->n_train;
+        known = cl && cl->n_train > 0;
+        if (known) n[s] = cl->n_train;
     }
-    for (size_t s = 0; s < c->n_participants; s++) {
-        double w = (double)coord_client_find(c, c->participants[s])->n_train / total;
-        c->pre_scale[s] = (float)(c->server_lr * w);
-        c->pre_update[s] = SIZE_MAX;
-    }
-    c->pre_on = 1;
+    if (known) coord_fedavg_weights(w, n, K);
+    for (size_t s = 0; known && s < K; s++) c->pre_scale[s] = coord_step_scale(c, w[s]), c->pre_update[s] = SIZE_MAX;
+    c->pre_on = known;
+    free(n), free(w);
 }
 
 /* Gives up for this round (the close sums everything). */
@@ -82,6 +84,9 @@ void coord_intime_add(coord_t *c, size_t k) {
 
 void coord_intime_idle(coord_t *c) {
     if (!c->pre_on || c->n_updates == c->n_participants) return; /* the close is next: it sums the rest */
+    int events = 0;
+    size_t len = sizeof events;
+    if (zmq_getsockopt(c->router, ZMQ_EVENTS, &events, &len) != 0 || (events & ZMQ_POLLIN)) return; /* a message waits */
     size_t end = c->pre_next;
     while (end < c->n_participants && c->pre_update[end] != SIZE_MAX) end++;
     if (end == c->pre_next) return; /* the next slot is still missing */

@@ -565,10 +565,7 @@ static void s_loop(coord_t *c) {
             if (c->stop) break;
         }
         guard_check(c->guard, cc_now());
-        int events = 0;
-        size_t len = sizeof events;
-        if (zmq_getsockopt(c->router, ZMQ_EVENTS, &events, &len) == 0 && !(events & ZMQ_POLLIN))
-            coord_intime_idle(c); /* FedAvg: sum what arrived while nothing waits */
+        coord_intime_idle(c); /* FedAvg: sum what arrived, if nothing waits */
         coord_tick(c);
     }
 }

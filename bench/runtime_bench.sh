@@ -261,11 +261,13 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
         tgt = "%.2fx / %.2fx passes (<= 2.2)" % (agg / j["one_pass_s"], close / j["one_pass_s"])
     else:
         gb = j["clients"] * j["params"] * 4 / 1e9
-        tgt = "%.0f%% / %.0f%% of BW (>= 80%%); from memory %.0f%%" % (100 * gb / agg / bw, 100 * gb / close / bw,
-              100 * j["fedavg"]["memory"]["fraction_of_bandwidth"])
         it = j["fedavg"].get("in_time")
-        if it:
-            tgt += "; summed in time %.0f%% (paired %.0f%%)" % (100 * it["fraction_of_bandwidth"], 100 * it["paired_fraction_of_bandwidth"])
+        tgt = ""
+        if it: # the default path when updates arrive apart
+            tgt = "summed in time **%.0f%%** (paired %.0f%%); " % (100 * it["fraction_of_bandwidth"], 100 * it["paired_fraction_of_bandwidth"])
+        tgt += "all at the close (a burst) %.0f%% / %.0f%% of BW (paired %.0f%%) (>= 80%%); from memory %.0f%%" % (
+            100 * gb / agg / bw, 100 * gb / close / bw, 100 * j["fedavg"]["paired_fraction_of_bandwidth"],
+            100 * j["fedavg"]["memory"]["fraction_of_bandwidth"])
     na, nm, nf = n.get("average_s", float("nan")), n.get("matvec_s", float("nan")), n.get("fedce_equivalent_s", float("nan"))
     print("| %s | %d | %s | %.1f / %.1f | %.2f | %.2f / %.2f | %s | %.2f | %.2f | %.2f | %.2fx / %.2fx | %.2fx / %.2fx |" % (
         j["weighting"], j["clients"], f"{j['params']:,}", j["read_gb_per_s_1t"], j["read_gb_per_s_2t"], j["one_pass_s"] * 1e3,
@@ -276,7 +278,7 @@ for f in sorted(glob.glob(os.path.join(out, "aggregate-*.json")), key=lambda p: 
             [j["clients"], f"{j['params']:,}"] + [x for k in ("memory", "journal", "journal_1thread") for x in (fa[k]["seconds"] * 1e3, 100 * fa[k]["fraction_of_bandwidth"])] + [j["digest_s"] * 1e3]))
         it = fa.get("in_time")
         if it:
-            extra[-1] += "; summed in time (the coordinator's default up to 8 MiB): the close %.2f ms on average over the last arrival's K positions (%.1f updates left; %.0f%% of BW, paired %.0f%%), %.2f ms per update summed while waiting" % (
+            extra[-1] += "; summed in time (the coordinator's default): the close %.2f ms on average over the last arrival's K positions (%.1f updates left; %.0f%% of BW, paired %.0f%%), %.2f ms per update summed while waiting" % (
                 it["seconds"] * 1e3, it["updates_left_mean"], 100 * it["fraction_of_bandwidth"], 100 * it["paired_fraction_of_bandwidth"], it["prefix_s_per_update"] * 1e3)
     else:
         fc = j["fedce"]; sr = fc["serial"]

@@ -5,8 +5,8 @@
  *
  * FedAvg streams the journaled updates into a copy of θ_t, block by block (θ_t in the task
  * snapshot, the new θ and a 256 KiB buffer per thread: 2P floats); with [aggregation]
- * in_time, into θ_t plus the client-id prefix already summed as the updates arrived
- * (intime.c), when that prefix is this close's.
+ * in_time, into θ_t's own buffer, which holds θ_t plus the client-id prefix already summed
+ * as the updates arrived (intime.c), when that prefix is this close's (P floats).
  * FedCE keeps the round's updates in U (one row per participant slot, slots in client-id
  * order). Its Gram matrix G = U Uᵀ is built as the updates arrive and gives every cos_k
  * from ⟨Δ_k, S⟩ = Σ_j c_j G_kj, ‖S‖² = cᵀGc and ‖Δ_k‖² = G_kk without ever forming
@@ -297,26 +297,37 @@ int coord_sum_updates(coord_t *c, const coord_update_t *const *ups, size_t n, co
     return rc;
 }
 
+/* θ_t into theta: a copy of params, or (theta being params, which held the sum begun in
+ * time) read back from the checkpoint. */
+static int s_theta_t_into(coord_t *c, float *theta, cc_err_t *err) {
+    if (theta == c->params) return coord_intime_restore(c, err);
+    memcpy(theta, c->params, c->P * sizeof(float));
+    return 0;
+}
+
 /* θ_{t+1} = θ_t + η_s Σ_k w_k Δ̃_k in client-id order, the updates taken in place from U
- * (FedCE) or read from the journal (FedAvg), into a new buffer (*out). FedAvg starts from
- * the sum begun as the updates arrived when it is this close's (intime.c). A failed sum
- * whose summing process died starts again from θ_t on threads. */
+ * (FedCE) or read from the journal (FedAvg), into a new buffer (*out). FedAvg continues the
+ * sum begun as the updates arrived, in θ_t's own buffer, when it is this close's
+ * (intime.c). A failed sum whose summing process died starts again from θ_t on threads. */
 static int s_stream_into(coord_t *c, const double *w, float **out, cc_err_t *err) {
     size_t K = c->n_updates, first = 0;
     const coord_update_t **ups = cc_xcalloc(K + 1, sizeof *ups);
     float *scale = cc_xcalloc(K + 1, sizeof *scale);
     for (size_t k = 0; k < K; k++) ups[k] = &c->updates[k], scale[k] = coord_step_scale(c, w[k]);
     float *theta = coord_intime_take(c, scale, K, &first);
+    int rc = 0;
     if (!theta) {
         theta = coord_theta_alloc(c);
-        memcpy(theta, c->params, c->P * sizeof(float));
+        if (c->params_in_time) /* given up, and θ_t could not be read back */
+            rc = cc_err_set(err, CC_ERR_IO, "θ_t is not in memory and could not be read from the checkpoint");
+        else memcpy(theta, c->params, c->P * sizeof(float));
     }
     int lost = c->sumproc_lost;
-    int rc = coord_sum_updates(c, ups + first, K - first, scale + first, theta, err);
+    if (!rc) rc = coord_sum_updates(c, ups + first, K - first, scale + first, theta, err);
     if (rc && !lost && c->sumproc_lost) { /* it died during this sum: again, here */
-        memcpy(theta, c->params, c->P * sizeof(float));
         first = 0;
-        rc = coord_sum_updates(c, ups, K, scale, theta, err);
+        rc = s_theta_t_into(c, theta, err);
+        if (!rc) rc = coord_sum_updates(c, ups, K, scale, theta, err);
     }
     if (first)
         cc_log_info("in_time_close", "round=%llu summed_before=%zu summed_at_close=%zu", (unsigned long long)c->round,
@@ -427,6 +438,9 @@ int coord_aggregate(coord_t *c, double *weights, cc_err_t *err) {
         if (c->fedce && c->fedce_minus) coord_minus_build(c, weights, theta); /* reads θ_t: before the replace */
         coord_params_replace(c, theta);
         wire_digest_floats(c->digest, c->params, c->P);
+    } else if (theta == c->params) { /* summed in place: θ_t back for the round's retry */
+        cc_err_t ignored;
+        if (coord_intime_restore(c, &ignored)) c->stop = 2;
     } else if (theta) {
         coord_theta_free(c->sumproc, theta);
     }

@@ -120,6 +120,8 @@ typedef struct {
     model_spec_t spec;
     float *params;             /* (P) θ_t; read-only while frozen into the task snapshot */
     int params_frozen;         /* params belongs to the snapshot (phases.c) */
+    int params_in_time;        /* params holds FedAvg's sum begun in time, not θ_t (intime.c):
+                                * θ_t is only in the round's checkpoint until the close */
     size_t P;
     uint8_t digest[WIRE_DIGEST_BYTES];
     standardizer_t *std;       /* fixed when round 0 starts (federated) */
@@ -189,7 +191,8 @@ typedef struct {
     /* FedAvg's sum begun as the updates arrive (intime.c) */
     int in_time;               /* [aggregation] in_time: 0 off, 1 on, 2 auto */
     int pre_on;                /* this round sums in time */
-    float *pre_theta;          /* θ_t + Σ_{slot < pre_next} pre_scale[slot]·Δ̃_slot, or NULL */
+    float *pre_theta;          /* θ_t + Σ_{slot < pre_next} pre_scale[slot]·Δ̃_slot, or NULL;
+                                * summed in θ_t's own buffer (= params, params_in_time) */
     size_t pre_next;           /* the first slot not in it */
     float *pre_scale;          /* (n_clients) the close's scales if all answer as announced */
     size_t *pre_update;        /* (n_clients) index in updates of each slot's update, or SIZE_MAX */
@@ -255,16 +258,22 @@ long coord_client_index(const coord_t *c, const char *id);
 /* intime.c: FedAvg's weighted sum begun as the updates arrive (the file's top comment).
  * wanted: this federation sums in time. begin: the training phase starts (participants and
  * their Hello counts fixed, no update yet). add: updates[k] was just accepted and
- * journaled. idle: the poll loop's every turn: when no message waits, sums the slots now
- * in after those summed. take: at the close, with the close's scales of the K sorted updates: θ_t plus
- * the sum of the first *first of them, if that prefix is this close's (the buffer passes
- * to the caller), else NULL. drop: the round ends without it (frees the buffer). */
+ * journaled. idle: the poll loop's every turn: when no message waits (and θ_t is out of
+ * ZeroMQ's hands), sums the slots now in after those summed, in θ_t's buffer. take: at the
+ * close, with the close's scales of the K sorted updates: params, holding θ_t plus the sum
+ * of the first *first of them, if that prefix is this close's, else NULL (θ_t is back in
+ * params). drop: the round goes on or ends without it; give_up: the same, logged with why.
+ * Both put θ_t back into params from the checkpoint; if that fails, the coordinator stops
+ * (params_in_time stays set, and nothing is committed or exported). restore: θ_t back into
+ * params from the checkpoint when params_in_time (a close that failed after take). */
 int coord_intime_wanted(const coord_t *c);
 void coord_intime_begin(coord_t *c);
 void coord_intime_add(coord_t *c, size_t k);
 void coord_intime_idle(coord_t *c);
 float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first);
 void coord_intime_drop(coord_t *c);
+void coord_intime_give_up(coord_t *c, const char *why);
+int coord_intime_restore(coord_t *c, cc_err_t *err);
 
 /* phases.c: the alignment statistics phases (§6.2) */
 void coord_stats_begin(coord_t *c);
@@ -280,9 +289,13 @@ int coord_tasks_queued(const coord_t *c);
 void coord_begin_training(coord_t *c);
 /* Freezes the current θ, standardiser and targets into a new task snapshot. */
 void coord_snapshot_refresh(coord_t *c);
-/* Makes theta (coord_theta_alloc'ed) the new θ; the old one is freed, or left to the
- * snapshot that froze it. */
+/* Makes theta (coord_theta_alloc'ed, or params itself after a close summed in place) the
+ * new θ; the old one is freed, or left to the snapshot that froze it. */
 void coord_params_replace(coord_t *c, float *theta);
+/* Takes θ_t's buffer back from the task snapshot for a sum in place (intime.c): only when no
+ * task is queued and ZeroMQ holds no frame of it (returns 0 otherwise). The snapshot is
+ * dropped; a task sent later makes a new one (after θ_t is back). */
+int coord_params_claim(coord_t *c);
 /* A buffer for a new θ (P floats): one of the summing process's shared buffers when one is
  * free (the FedAvg close then sums a share there), else malloc'ed. Freed with
  * coord_theta_free (thread-safe: ZeroMQ's I/O thread frees θ_t with the snapshot). */
@@ -345,6 +358,8 @@ int coord_minus_load(coord_t *c, const struct snapshot *s, cc_err_t *err);
 /* persist.c */
 int coord_checkpoint_save(coord_t *c, cc_err_t *err);
 int coord_checkpoint_load(coord_t *c, cc_err_t *err);   /* 1 = fresh start */
+/* θ_t (the model whose digest is c->digest) from the newest checkpoint into out (P). */
+int coord_checkpoint_params(coord_t *c, float *out, cc_err_t *err);
 int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err);
 /* Journals an accepted update: n_vectors vectors of P floats (1: Δ̃; C+1: the per-class
  * parts of §6.3 federation mode). vectors_digest, when not NULL, is their BLAKE2b-256

@@ -4,22 +4,28 @@
  * every element's sum in that order (wsum.h), with s_k = η_s · n_k / Σ_j n_j. The scales
  * are known before the round if every participant answers with the sample count it
  * announced at Hello (a client trains on all of its training split). So as updates arrive,
- * the slots 0 .. next − 1 that are all in are summed into θ_{t+1}'s buffer, with those
- * scales: the same operations, in the same order, as the close would make first. At the
- * close coord_intime_take hands the buffer over only if the updates the close sums first
- * are those slots and their scales are the same floats; the close then sums the rest, and
- * the result is the same bits as a close from θ_t. Otherwise (a participant missing, a
- * sample count that differs, an update left out by the norm bound) the prefix is dropped
- * and the close sums everything, as without this.
+ * the slots 0 .. next − 1 that are all in are summed, with those scales: the same
+ * operations, in the same order, as the close would make first. At the close
+ * coord_intime_take hands the sum over only if the updates the close sums first are those
+ * slots and their scales are the same floats; the close then sums the rest, and the result
+ * is the same bits as a close from θ_t. Otherwise (a participant missing, a sample count
+ * that differs, an update left out by the norm bound) the prefix is dropped and the close
+ * sums everything, as without this.
  *
  * The steps run on the poll loop when no message is waiting (coord_intime_idle), so they use
  * the time between arrivals and never delay one: a burst of updates, all waiting at once, is
  * summed at the close, in one pass over θ, as without this (summed one at a time, each update
  * would cost a read and a write of θ besides its own read). The floats come from the journal's
- * page cache, as at the close. It costs the buffer of θ_{t+1} during the round
- * (P floats the close would take anyway), which is why `auto` keeps it for models of at
- * most INTIME_AUTO_MAX_BYTES: the FedAvg memory budget is 3·P·4 B + 64 MiB, and larger
- * models use their share of it while updates are in flight (docs/configuration.md). */
+ * page cache, as at the close.
+ *
+ * The sum runs in θ_t's own buffer, so it costs no memory: the FedAvg budget is 3·P·4 B +
+ * 64 MiB, and receiving one update through CURVE already holds three P-sized buffers at
+ * once (libzmq decrypts into a copy, then copies into a new message) besides θ_t. θ_t is
+ * still in the round's checkpoint, the commit point of the round before (persist.c). So the
+ * first step waits until θ_t is out of ZeroMQ's hands (no task queued, no task frame still
+ * being sent: coord_params_claim), and whatever needs θ_t again before the close (a task
+ * sent again to a client that reconnected, the prefix given up, the round aborted) first
+ * reads it back from the checkpoint, checked against the model digest. */
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -27,19 +33,32 @@
 #include "coord.h"
 #include "log.h"
 
-/* `auto` accumulates in time for models up to this size (8 MiB: P ≤ 2M). */
-#define INTIME_AUTO_MAX_BYTES ((size_t)8 << 20)
-
 int coord_intime_wanted(const coord_t *c) {
-    if (c->fedce || c->robust || c->per_class == 3 || c->in_time == 0) return 0;
-    return c->in_time == 1 || c->P * sizeof(float) <= INTIME_AUTO_MAX_BYTES;
+    return !c->fedce && !c->robust && c->per_class != 3 && c->in_time != 0; /* on and auto alike */
+}
+
+int coord_intime_restore(coord_t *c, cc_err_t *err) {
+    if (!c->params_in_time) return 0;
+    double t0 = cc_now();
+    int rc = coord_checkpoint_params(c, c->params, err);
+    if (rc) return rc;
+    c->params_in_time = 0;
+    cc_log_info("theta_restored", "round=%llu from=checkpoint ms=%.1f", (unsigned long long)c->round,
+                (cc_now() - t0) * 1e3);
+    return 0;
 }
 
 void coord_intime_drop(coord_t *c) {
-    if (c->pre_theta) coord_theta_free(c->sumproc, c->pre_theta);
+    cc_err_t err = {0};
     c->pre_theta = NULL;
     c->pre_on = 0;
     c->pre_next = 0;
+    if (coord_intime_restore(c, &err) == 0) return;
+    /* θ_t is in no buffer: nothing may be sent, committed or exported. The checkpoint and
+     * the journal are the round's state; a restart resumes from them. */
+    cc_log_error("theta_restore_failed", "round=%llu reason=\"%s\" action=\"stopping; a restart resumes from the last good checkpoint\"",
+                 (unsigned long long)c->round, err.msg);
+    c->stop = 2;
 }
 
 void coord_intime_begin(coord_t *c) {
@@ -65,8 +84,8 @@ void coord_intime_begin(coord_t *c) {
     free(n), free(w);
 }
 
-/* Gives up for this round (the close sums everything). */
-static void s_give_up(coord_t *c, const char *why) {
+void coord_intime_give_up(coord_t *c, const char *why) {
+    if (!c->pre_on) return;
     cc_log_warn("in_time_dropped", "round=%llu summed=%zu reason=\"%s\" action=\"the close sums every update\"",
                 (unsigned long long)c->round, c->pre_next, why);
     coord_intime_drop(c);
@@ -76,7 +95,7 @@ void coord_intime_add(coord_t *c, size_t k) {
     if (!c->pre_on || k >= c->n_updates) return;
     const coord_update_t *u = &c->updates[k];
     if (u->slot >= c->n_participants || u->n_samples != coord_client_find(c, u->id)->n_train) {
-        s_give_up(c, "an update's sample count is not the one announced at Hello");
+        coord_intime_give_up(c, "an update's sample count is not the one announced at Hello");
         return;
     }
     c->pre_update[u->slot] = k;
@@ -91,8 +110,8 @@ void coord_intime_idle(coord_t *c) {
     while (end < c->n_participants && c->pre_update[end] != SIZE_MAX) end++;
     if (end == c->pre_next) return; /* the next slot is still missing */
     if (!c->pre_theta) {
-        c->pre_theta = coord_theta_alloc(c);
-        memcpy(c->pre_theta, c->params, c->P * sizeof(float));
+        if (!coord_params_claim(c)) return; /* θ_t may still be sent: later */
+        c->pre_theta = c->params, c->params_in_time = 1;
     }
     size_t n = end - c->pre_next;
     const coord_update_t **run = cc_xcalloc(n, sizeof *run);
@@ -101,7 +120,7 @@ void coord_intime_idle(coord_t *c) {
     int rc = coord_sum_updates(c, run, n, c->pre_scale + c->pre_next, c->pre_theta, &err);
     free(run);
     if (rc) { /* the buffer is partly updated: useless */
-        s_give_up(c, err.msg);
+        coord_intime_give_up(c, err.msg);
         return;
     }
     cc_log_info("in_time_summed", "round=%llu slots=%zu-%zu summed=%zu of=%zu", (unsigned long long)c->round, c->pre_next,
@@ -117,10 +136,10 @@ float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first
     for (size_t k = 0; same && k < n; k++)
         same = c->updates[k].slot == k && memcmp(&scale[k], &c->pre_scale[k], sizeof(float)) == 0;
     if (!same) {
-        s_give_up(c, n > K ? "fewer updates to aggregate than were summed" : "the close's weights are not those announced");
+        coord_intime_give_up(c, n > K ? "fewer updates to aggregate than were summed" : "the close's weights are not those announced");
         return NULL;
     }
-    float *theta = c->pre_theta;
+    float *theta = c->pre_theta; /* params: params_in_time until the close replaces it */
     c->pre_theta = NULL;
     c->pre_on = 0;
     *first = n;

@@ -633,6 +633,14 @@ static void s_sum_process_ready(coord_t *c) {
     if (!c->sumproc) return;
     if (!unused && sumproc_buffers(c->sumproc, c->P, &err) == 0) {
         cc_log_info("sum_process", "pid=%d params=%zu", (int)sumproc_pid(c->sumproc), c->P);
+        /* θ_0 into a shared buffer: a close summing in time sums in θ_t's own (intime.c),
+         * and the summing process takes part only in sums into its buffers. */
+        float *theta = sumproc_take(c->sumproc);
+        if (theta) {
+            memcpy(theta, c->params, c->P * sizeof(float));
+            free(c->params);
+            c->params = theta;
+        }
         return;
     }
     if (unused) cc_log_info("sum_process_unused", "reason=\"%s\"", unused);

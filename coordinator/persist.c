@@ -52,6 +52,7 @@ static json_t *s_meta_json(const coord_t *c) {
 }
 
 int coord_checkpoint_save(coord_t *c, cc_err_t *err) {
+    if (c->params_in_time) return cc_err_set(err, CC_ERR_ARG, "checkpoint: θ is a sum in progress (intime.c)");
     snapshot_t *s = snapshot_new();
     json_t *meta = s_meta_json(c);
     char *text = json_dumps(meta, JSON_COMPACT);
@@ -137,6 +138,28 @@ int coord_checkpoint_load(coord_t *c, cc_err_t *err) {
             memcpy(c->std->mean, mean, mlen);
             memcpy(c->std->std, sd, slen);
         }
+    }
+    snapshot_destroy(&s);
+    return rc;
+}
+
+int coord_checkpoint_params(coord_t *c, float *out, cc_err_t *err) {
+    snapshot_t *s = NULL;
+    uint64_t round = 0;
+    int rc = snapshot_dir_load(c->state_dir, &s, &round, s_on_skip, c, err);
+    if (rc == 1) return cc_err_set(err, CC_ERR_IO, "%s: no checkpoint holds θ_t", c->state_dir);
+    if (rc) return rc;
+    size_t plen = 0;
+    const void *params = snapshot_get(s, "params", &plen);
+    uint8_t digest[WIRE_DIGEST_BYTES];
+    if (!params || plen != c->P * sizeof(float)) {
+        rc = cc_err_set(err, CC_ERR_CORRUPT, "checkpoint of round %llu lacks params of %zu floats", (unsigned long long)round, c->P);
+    } else {
+        wire_digest_floats(digest, params, c->P);
+        if (memcmp(digest, c->digest, sizeof digest) != 0)
+            rc = cc_err_set(err, CC_ERR_CORRUPT, "checkpoint of round %llu holds another model than round %llu's",
+                            (unsigned long long)round, (unsigned long long)c->round);
+        else memcpy(out, params, plen);
     }
     snapshot_destroy(&s);
     return rc;
@@ -353,6 +376,7 @@ int coord_journal_open_round(coord_t *c, int replay, cc_err_t *err) {
 }
 
 int coord_export(coord_t *c, cc_err_t *err) {
+    if (c->params_in_time) return cc_err_set(err, CC_ERR_ARG, "export: θ is a sum in progress (intime.c)");
     model_t *m = model_new(&c->spec, err);
     if (!m) return CC_ERR_ARG;
     memcpy(m->params, c->params, c->P * sizeof(float));

@@ -47,7 +47,8 @@ static void s_fedce_coef(const coord_t *c, const char *id, double *coef, uint64_
 enum { SEC_PARAMS, SEC_STD_MEAN, SEC_STD_STD, SEC_ALIGN_G, SEC_ALIGN_D, SEC_ALIGN_HG, SEC_COUNT };
 
 struct coord_snapshot {
-    float *theta;  /* θ_t (P): owned, or the parent's when θ did not change since it */
+    float *theta;  /* θ_t (P): owned, or the parent's when θ did not change since it; NULL once
+                    * the coordinator took it back (coord_params_claim) */
     struct coord_snapshot *parent;
     float *extra;  /* std mean (d) | std std (d) | ḡ (L) | D̄ (L) | H̄ḡ (L) */
     size_t P, d, L;
@@ -127,10 +128,26 @@ void coord_theta_free(sumproc_t *pool, float *theta) {
 }
 
 void coord_params_replace(coord_t *c, float *theta) {
-    if (!c->params_frozen) coord_theta_free(c->sumproc, c->params);
+    if (!c->params_frozen && theta != c->params) coord_theta_free(c->sumproc, c->params);
     c->params = theta;
     c->params_frozen = 0;
+    c->params_in_time = 0;
     s_snapshot_drop(c); /* θ_t is freed once ZeroMQ has sent its last frame */
+}
+
+int coord_params_claim(coord_t *c) {
+    if (coord_tasks_queued(c)) return 0;
+    struct coord_snapshot *root = NULL;
+    /* Each snapshot holds one reference for the coordinator (or its child) and one per frame
+     * ZeroMQ has not released yet. Only the poll loop adds frames: this cannot change to 0. */
+    for (struct coord_snapshot *s = c->snap; s; s = s->parent) {
+        if (__atomic_load_n(&s->refs, __ATOMIC_ACQUIRE) != 1) return 0;
+        root = s;
+    }
+    if (root) root->theta = NULL; /* it stays ours when the snapshot goes */
+    s_snapshot_drop(c);
+    c->params_frozen = 0;
+    return 1;
 }
 
 void coord_params_free(coord_t *c) {
@@ -166,6 +183,8 @@ void coord_send_task(coord_t *c, const char *id, int phase) {
     uint32_t shapes[SEC_COUNT + 1];
     int secs[SEC_COUNT];
     size_t n = 0;
+    if (c->params_in_time) coord_intime_give_up(c, "a task is sent again: θ_t is read back from the checkpoint");
+    if (c->params_in_time) return; /* it could not be: the coordinator stops */
     if (!c->snap) coord_snapshot_refresh(c);
     secs[n++] = SEC_PARAMS;
     if (c->std && c->standardize == 2) secs[n++] = SEC_STD_MEAN, secs[n++] = SEC_STD_STD;

@@ -64,6 +64,7 @@ static inline void coord_fixture_open(coord_fixture_t *f, const char *const *ids
     c->n_participants = (size_t)n;
     c->updates = cc_xcalloc(slots, sizeof *c->updates);
     c->task_state = cc_xcalloc(slots, 1), c->grant_state = cc_xcalloc(slots, 1);
+    concord__train_settings__init(&c->training); /* what a Task carries */
     memset(c->digest, 0x5a, sizeof c->digest); /* θ_t's digest, as the tasks said */
     snprintf(path, sizeof path, "%s/round.journal", f->dir);
     cr_assert_eq(journal_open(path, 0, &c->journal, NULL, &err), 0, "%s", err.msg);
@@ -80,7 +81,7 @@ static inline void coord_fixture_open(coord_fixture_t *f, const char *const *ids
 static inline void coord_fixture_close(coord_fixture_t *f) {
     coord_t *c = &f->c;
     coord_intime_drop(c);
-    free(c->params);
+    coord_params_free(c); /* and the task snapshot, if a test sent a task */
     journal_close(&c->journal);
     zmq_close(c->router);
     zmq_ctx_term(f->ctx);

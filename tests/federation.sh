@@ -277,6 +277,14 @@ assert later, "site3 never rejoined"
 print(f"C: round {hit['round']} closed at the deadline with {hit['responded']}; "
       f"site3 rejoined in round {later[0]['round']}")
 PY
+# Round 1's sum begun in time (site1 and site2, in θ_1's own buffer) had three participants'
+# weights: the close gave it up and read θ_1 back from the checkpoint (intime.c).
+if grep -q "event=in_time_summed round=1 " "$c/logs/coordinator.log"; then
+  grep -q "event=in_time_dropped round=1 " "$c/logs/coordinator.log" || fail "C: round 1's sum in time was not given up"
+  grep -q "event=theta_restored round=1 from=checkpoint" "$c/logs/coordinator.log" ||
+    fail "C: θ_1 was not read back from the checkpoint"
+  echo "C: round 1's sum in time given up at the close, θ_1 read back from the checkpoint"
+fi
 # ---- E: revoking a hospital and rotating another's key with SIGHUP ----------------------------
 "$build/concord-sim" --data "$data/thyroid.train" --clients 3 --rounds 4 --epochs 1 --split iid --seed 5 \
   --deadline 4 --weighting fedce --workdir "$tmp/e" --prepare-only >/dev/null

@@ -14,6 +14,7 @@
 
 #include "coord_fixture.h"
 #include "rng.h"
+#include "snapshot.h"
 
 #define N_SITES 4
 #define NP 600000 /* one whole 2 MiB block of the journal, mapped, and a tail read */
@@ -21,6 +22,17 @@
 static coord_fixture_t s_f; /* site-a .. site-d: participant slots 0 .. 3 */
 static const uint64_t s_n_train[N_SITES] = {120, 80, 200, 55};
 static float s_delta[N_SITES][NP], s_theta0[NP];
+static uint8_t s_digest0[WIRE_DIGEST_BYTES]; /* θ_0's */
+
+/* The checkpoint of round 0 in the state directory, its params being theta (P floats). */
+static void s_write_checkpoint(const float *theta) {
+    cc_err_t err = {0};
+    snapshot_t *snap = snapshot_new();
+    snapshot_put(snap, "meta", "{}", 2);
+    snapshot_put(snap, "params", theta, NP * sizeof(float));
+    cr_assert_eq(snapshot_dir_save(s_f.dir, 0, snap, 1, &err), 0, "%s", err.msg);
+    snapshot_destroy(&snap);
+}
 
 static void setup(void) {
     cr_redirect_stderr(); /* the coordinator's log lines */
@@ -32,6 +44,8 @@ static void setup(void) {
     for (int k = 0; k < N_SITES; k++)
         for (size_t i = 0; i < NP; i++) s_delta[k][i] = (float)(1e-2 * (2.0 * cc_rng_uniform(&rng) - 1.0));
     for (size_t i = 0; i < NP; i++) s_theta0[i] = (float)(2.0 * cc_rng_uniform(&rng) - 1.0);
+    wire_digest_floats(s_digest0, s_theta0, NP);
+    s_write_checkpoint(s_theta0); /* where a sum in θ_t's buffer reads θ_t back from */
 }
 
 static void teardown(void) { coord_fixture_close(&s_f); }
@@ -40,10 +54,10 @@ static void teardown(void) { coord_fixture_close(&s_f); }
 static void s_open_round(void) {
     coord_t *c = &s_f.c;
     cc_err_t err = {0};
-    free(c->params);
+    coord_params_free(c);
     c->params = cc_xalloc_floats(NP);
     memcpy(c->params, s_theta0, sizeof s_theta0);
-    memset(c->digest, 0x5a, sizeof c->digest); /* θ_0's digest, as the tasks said */
+    memcpy(c->digest, s_digest0, sizeof s_digest0); /* θ_0's digest, as the tasks said */
     c->n_updates = c->n_acked = 0;
     cr_assert_eq(journal_reset(c->journal, c->round, &err), 0, "%s", err.msg);
     coord_set_state(c, COORD_TRAINING);
@@ -156,7 +170,9 @@ Test(coord_intime, a_sample_count_other_than_announced_stops_the_sum_in_time, .i
     cr_expect_eq(s_f.c.pre_next, 1);
     s_arrive(1, s_n_train[1] - 1, 1.0f); /* trained on one sample fewer than it announced */
     cr_expect_eq(s_f.c.pre_on, 0, "summing in time stops");
-    cr_expect_null(s_f.c.pre_theta, "its buffer is given back");
+    cr_expect_null(s_f.c.pre_theta, "the sum begun is dropped");
+    cr_expect_not(s_f.c.params_in_time, "θ_t is back in its buffer");
+    s_expect_theta(s_theta0, "θ_0 read back from the checkpoint");
     s_arrive(2, s_n_train[2], 1.0f);
     s_arrive(3, s_n_train[3], 1.0f);
     cr_expect_not(s_close());
@@ -210,9 +226,80 @@ Test(coord_intime, off_and_auto, .init = setup, .fini = teardown, .timeout = 60)
     s_f.c.in_time = 2;
     cr_expect(coord_intime_wanted(&s_f.c), "auto: on for a model of 2.4 MB");
     s_f.c.P = 10000000;
-    cr_expect_not(coord_intime_wanted(&s_f.c), "auto: off for a model of 40 MB");
+    cr_expect(coord_intime_wanted(&s_f.c), "auto: on for a model of 40 MB (the sum takes no second buffer)");
     s_f.c.P = NP, s_f.c.fedce = 1;
     cr_expect_not(coord_intime_wanted(&s_f.c), "FedCE's weights are known only at the close");
     s_f.c.fedce = 0, s_f.c.robust = 1;
     cr_expect_not(coord_intime_wanted(&s_f.c), "a robust aggregate is no weighted sum");
+}
+
+Test(coord_intime, the_sum_runs_in_theta_t_own_buffer, .init = setup, .fini = teardown, .timeout = 60) {
+    static float want[NP];
+    s_expected(want, s_all, s_ones);
+    s_open_round();
+    coord_t *c = &s_f.c;
+    float *buffer = c->params;
+    s_arrive(0, s_n_train[0], 1.0f);
+    cr_expect_eq(c->pre_next, 1);
+    cr_expect(c->params_in_time, "θ_t's buffer holds the sum now");
+    cr_expect_eq(c->pre_theta, buffer);
+    for (int k = 1; k < N_SITES; k++) s_arrive(k, s_n_train[k], 1.0f);
+    cr_expect(s_close());
+    cr_expect_eq(c->params, buffer, "θ_{t+1} is in θ_t's buffer: no second P floats");
+    cr_expect_not(c->params_in_time);
+    s_expect_theta(want, "summed in place");
+}
+
+Test(coord_intime, nothing_is_summed_while_a_task_may_still_be_sent, .init = setup, .fini = teardown, .timeout = 60) {
+    static float want[NP];
+    s_expected(want, s_all, s_ones);
+    s_open_round();
+    coord_t *c = &s_f.c;
+    coord_queue_task(c, 3); /* site-d's task waits for the send window: it will carry θ_t */
+    s_arrive(0, s_n_train[0], 1.0f);
+    cr_expect_eq(c->pre_next, 0, "θ_t may still be sent: not summed in yet");
+    cr_expect_not(c->params_in_time);
+    memset(c->task_state, 0, c->n_participants); /* TASK_NONE: sent, and ZeroMQ let go of it */
+    s_arrive(1, s_n_train[1], 1.0f);
+    cr_expect_eq(c->pre_next, 2, "now both are summed");
+    s_arrive(2, s_n_train[2], 1.0f);
+    s_arrive(3, s_n_train[3], 1.0f);
+    cr_expect(s_close());
+    s_expect_theta(want, "after waiting for the task");
+}
+
+Test(coord_intime, a_task_sent_again_reads_theta_t_back_from_the_checkpoint, .init = setup, .fini = teardown,
+     .timeout = 60) {
+    static float want[NP];
+    s_expected(want, s_all, s_ones);
+    s_open_round();
+    coord_t *c = &s_f.c;
+    s_arrive(0, s_n_train[0], 1.0f);
+    cr_assert(c->params_in_time);
+    coord_send_task(c, "site-b", 0); /* site-b reconnected: its task again, with θ_t */
+    cr_expect_not(c->params_in_time, "θ_t is back in its buffer");
+    cr_expect_not(c->pre_on, "and the sum begun is given up");
+    s_expect_theta(s_theta0, "θ_0 read back for the task");
+    for (int k = 1; k < N_SITES; k++) s_arrive(k, s_n_train[k], 1.0f);
+    cr_expect_not(s_close(), "the close sums every update");
+    s_expect_theta(want, "after a task sent again");
+}
+
+Test(coord_intime, a_checkpoint_without_theta_t_stops_the_coordinator, .init = setup, .fini = teardown, .timeout = 60) {
+    s_open_round();
+    coord_t *c = &s_f.c;
+    s_arrive(0, s_n_train[0], 1.0f);
+    cr_assert(c->params_in_time);
+    static float other[NP];
+    memcpy(other, s_theta0, sizeof other);
+    other[NP / 2] += 1.0f; /* one float off: another model's digest */
+    s_write_checkpoint(other);
+    s_arrive(1, s_n_train[1] - 1, 1.0f); /* a count off: the sum begun is given up */
+    cr_expect_eq(c->stop, 2, "θ_t cannot be read back: the coordinator stops");
+    cr_expect(c->params_in_time, "params still holds no θ_t");
+    cc_err_t err = {0};
+    cr_expect_neq(coord_checkpoint_save(c, &err), 0, "nothing is committed from it");
+    double w[N_SITES];
+    cr_expect_neq(coord_aggregate(c, w, &err), 0, "nor aggregated");
+    cr_expect(strstr(err.msg, "checkpoint") != NULL, "%s", err.msg);
 }

@@ -640,7 +640,7 @@ int bench_cmd_aggregate(int argc, char **argv) {
                100.0 * upd_bytes / close_s / 1e9 / bw);
         printf("  paired (each close against a read pass just before it): median %.1f%% of bandwidth\n",
                100.0 * paired_fraction);
-        printf("  summed in time (the coordinator's default for models up to 8 MiB), updates arriving apart: those\n"
+        printf("  summed in time (the coordinator's default, in θ_t's own buffer), updates arriving apart: those\n"
                "  before the last to arrive summed while waiting (%.2f ms per update, one at a time); the close sums\n"
                "  the rest, %.1f updates on average over the K positions the last can have: %.2f ms = %.1f%% of\n"
                "  bandwidth (paired %.1f%%); the result %s the full close's bits\n",

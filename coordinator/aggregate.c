@@ -306,9 +306,10 @@ static int s_theta_t_into(coord_t *c, float *theta, cc_err_t *err) {
 }
 
 /* θ_{t+1} = θ_t + η_s Σ_k w_k Δ̃_k in client-id order, the updates taken in place from U
- * (FedCE) or read from the journal (FedAvg), into a new buffer (*out). FedAvg continues the
- * sum begun as the updates arrived, in θ_t's own buffer, when it is this close's
- * (intime.c). A failed sum whose summing process died starts again from θ_t on threads. */
+ * (FedCE) or read from the journal (FedAvg), into a new buffer (*out). FedAvg with in_time
+ * sums in θ_t's own buffer (intime.c: θ_t is in the checkpoint), continuing the sum begun as
+ * the updates arrived when it is this close's; that saves a copy of θ_t and P floats. A
+ * failed sum whose summing process died starts again from θ_t on threads. */
 static int s_stream_into(coord_t *c, const double *w, float **out, cc_err_t *err) {
     size_t K = c->n_updates, first = 0;
     const coord_update_t **ups = cc_xcalloc(K + 1, sizeof *ups);
@@ -316,11 +317,13 @@ static int s_stream_into(coord_t *c, const double *w, float **out, cc_err_t *err
     for (size_t k = 0; k < K; k++) ups[k] = &c->updates[k], scale[k] = coord_step_scale(c, w[k]);
     float *theta = coord_intime_take(c, scale, K, &first);
     int rc = 0;
-    if (!theta) {
+    if (!theta && c->params_in_time) { /* given up, and θ_t could not be read back */
+        rc = cc_err_set(err, CC_ERR_IO, "θ_t is not in memory and could not be read from the checkpoint");
+    } else if (!theta && coord_intime_wanted(c) && coord_params_claim(c)) {
+        theta = c->params, c->params_in_time = 1; /* nothing summed in time: all, in place too */
+    } else if (!theta) {
         theta = coord_theta_alloc(c);
-        if (c->params_in_time) /* given up, and θ_t could not be read back */
-            rc = cc_err_set(err, CC_ERR_IO, "θ_t is not in memory and could not be read from the checkpoint");
-        else memcpy(theta, c->params, c->P * sizeof(float));
+        memcpy(theta, c->params, c->P * sizeof(float));
     }
     int lost = c->sumproc_lost;
     if (!rc) rc = coord_sum_updates(c, ups + first, K - first, scale + first, theta, err);

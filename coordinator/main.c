@@ -67,7 +67,7 @@ static void s_declare(config_t *cfg) {
     config_declare(cfg, "aggregation.server_lr", "1.0", "server step: θ += server_lr · Σ w_k Δ_k");
     config_declare(cfg, "aggregation.threads", "2", "threads summing the updates at round close (1-8; the result is the same bits)");
     config_declare(cfg, "aggregation.sum_process", "true", "FedAvg: one of those workers is a helper process, which reads the journal faster than a second thread (docs/operations.md)");
-    config_declare(cfg, "aggregation.in_time", "auto", "FedAvg: while waiting for updates, sum those in so far (in client-id order) into the new model, so the close sums only the rest (same bits): on | off | auto (on for models up to 8 MiB; docs/configuration.md)");
+    config_declare(cfg, "aggregation.in_time", "auto", "FedAvg: while waiting for updates, sum those in so far (in client-id order) into the new model, so the close sums only the rest (same bits): on | off | auto (= on; docs/configuration.md)");
     config_declare(cfg, "aggregation.max_update_norm", "1e4", "updates with a larger L2 norm are refused");
     config_declare(cfg, "aggregation.weighting", "fedavg", "fedavg (sample counts) | fedce (contribution estimation, DESIGN 6.1)");
     config_declare(cfg, "aggregation.max_norm_ratio", "0", "leave out updates whose norm exceeds this multiple of the round's median update norm (0: off)");

@@ -158,7 +158,9 @@ Test(coord_intime, a_missing_participant_makes_the_close_start_over_with_the_rig
     s_arrive(0, s_n_train[0], 1.0f);
     s_arrive(3, s_n_train[3], 1.0f);
     cr_expect_eq(s_f.c.pre_next, 2, "slots 0 and 1 summed in time");
+    float *buffer = s_f.c.params;
     cr_expect_not(s_close(), "the prefix had the weights of four participants: not used");
+    cr_expect_eq(s_f.c.params, buffer, "θ_t read back into its buffer, and summed there");
     s_expect_theta(want, "three of four");
 }
 
@@ -206,11 +208,13 @@ Test(coord_intime, a_burst_is_summed_at_the_close_in_one_pass, .init = setup, .f
     static float want[NP];
     s_expected(want, s_all, s_ones);
     s_open_round();
+    float *buffer = s_f.c.params;
     for (int k = 0; k < N_SITES; k++) s_deliver(k, s_n_train[k], 1.0f); /* all waiting at once: no idle */
     cr_expect_eq(s_f.c.pre_next, 0, "nothing summed while messages were waiting");
     coord_intime_idle(&s_f.c);
     cr_expect_eq(s_f.c.pre_next, 0, "nor once every update is in: that is the close's");
     cr_expect_not(s_close());
+    cr_expect_eq(s_f.c.params, buffer, "summed at the close in θ_t's buffer too");
     s_expect_theta(want, "a burst");
 }
 
@@ -219,9 +223,11 @@ Test(coord_intime, off_and_auto, .init = setup, .fini = teardown, .timeout = 60)
     s_expected(want, s_all, s_ones);
     s_f.c.in_time = 0;
     s_open_round();
+    float *buffer = s_f.c.params;
     for (int k = 0; k < N_SITES; k++) s_arrive(k, s_n_train[k], 1.0f);
     cr_expect_eq(s_f.c.pre_next, 0, "off: nothing summed before the close");
     cr_expect_not(s_close());
+    cr_expect_neq(s_f.c.params, buffer, "off: θ_{t+1} in a new buffer, as before");
     s_expect_theta(want, "in_time = off");
     s_f.c.in_time = 2;
     cr_expect(coord_intime_wanted(&s_f.c), "auto: on for a model of 2.4 MB");

@@ -432,12 +432,48 @@ static double s_block_dot(const float *a, const float *b, size_t n) {
     return sum;
 }
 
+/* s_block_dot of four rows against one x: each row's lanes do exactly s_block_dot's
+ * operations (the same bits), but x's block is read once for the four and four rows stream
+ * from memory at once, which keeps more of them in flight than one row at a time. */
+__attribute__((target_clones("avx2", "default")))
+static void s_block_dot4(double out[4], const float *r0, const float *r1, const float *r2, const float *r3,
+                         const float *x, size_t n) {
+    float a0[DOTS_LANES] = {0}, a1[DOTS_LANES] = {0}, a2[DOTS_LANES] = {0}, a3[DOTS_LANES] = {0};
+    size_t i = 0;
+    for (; i + DOTS_LANES <= n; i += DOTS_LANES)
+        for (size_t l = 0; l < DOTS_LANES; l++) {
+            float v = x[i + l];
+            a0[l] += r0[i + l] * v;
+            a1[l] += r1[i + l] * v;
+            a2[l] += r2[i + l] * v;
+            a3[l] += r3[i + l] * v;
+        }
+    const float *r[4] = {r0, r1, r2, r3}, *acc[4] = {a0, a1, a2, a3};
+    for (int k = 0; k < 4; k++) {
+        double sum = 0.0;
+        for (size_t l = 0; l < DOTS_LANES; l++) sum += acc[k][l];
+        for (size_t j = i; j < n; j++) sum += (double)(r[k][j] * x[j]);
+        out[k] = sum;
+    }
+}
+
+/* dots[i] = ⟨rows[i] + s0, x + s0⟩ over len floats for every i < n, four rows at a time. */
+static void s_block_dots(double *dots, const float *const *rows, size_t n, const float *x, size_t s0, size_t len) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        s_block_dot4(dots + i, rows[i] + s0, rows[i + 1] + s0, rows[i + 2] + s0, rows[i + 3] + s0, x + s0, len);
+    for (; i < n; i++) dots[i] = s_block_dot(rows[i] + s0, x + s0, len);
+}
+
 void fedce_dots(double *out, const float *const *rows, size_t n, const float *x, size_t P) {
+    double *part = cc_xcalloc(n + 1, sizeof *part);
     for (size_t i = 0; i < n; i++) out[i] = 0.0;
     for (size_t s0 = 0; s0 < P; s0 += DOTS_BLOCK) {
         size_t len = P - s0 < DOTS_BLOCK ? P - s0 : DOTS_BLOCK;
-        for (size_t i = 0; i < n; i++) out[i] += s_block_dot(rows[i] + s0, x + s0, len);
+        s_block_dots(part, rows, n, x, s0, len);
+        for (size_t i = 0; i < n; i++) out[i] += part[i];
     }
+    free(part);
 }
 
 void fedce_dots_share_start(fedce_dots_share_t *s, const float *const *rows, size_t n, const float *x, size_t P) {
@@ -450,7 +486,7 @@ void fedce_dots_share_start(fedce_dots_share_t *s, const float *const *rows, siz
 void fedce_dots_share_work(fedce_dots_share_t *s) {
     for (size_t b; (b = atomic_fetch_add(&s->next, 1)) < s->n_blocks;) {
         size_t s0 = b * DOTS_BLOCK, len = s->P - s0 < DOTS_BLOCK ? s->P - s0 : DOTS_BLOCK;
-        for (size_t i = 0; i < s->n; i++) s->partial[b * s->n + i] = s_block_dot(s->rows[i] + s0, s->x + s0, len);
+        s_block_dots(s->partial + b * s->n, s->rows, s->n, s->x, s0, len);
     }
 }
 

@@ -751,7 +751,8 @@ Test(fedce, dots_are_exact_enough_and_order_free) {
         worst = fmax(worst, fabs(got[i] - ref) / fmax(1e-30, fabs(ref) + 1e-3 * got[2]));
     }
     cr_expect_lt(worst, 1e-5, "relative error %.2e", worst);
-    /* Build G with rows arriving in order 0..N-1 and in reverse: identical bits. */
+    /* Build G with rows arriving in order 0..N-1 and in reverse: identical bits (an entry is
+     * computed four rows at a time in one order and alone in the other). */
     double G1[N][N], G2[N][N], tmp[N];
     for (size_t k = 0; k < N; k++) {
         fedce_dots(tmp, rows, k + 1, rows[k], P);

@@ -652,8 +652,7 @@ static void s_teardown(coord_t *c) {
     coord_http_stop();
     if (c->router) zmq_close(c->router), c->router = NULL; /* ZeroMQ releases queued frames... */
     guard_stop(&c->guard);
-    coord_intime_drop(c);
-    coord_params_free(c);                                /* ...θ lives until the last is */
+    coord_params_free(c); /* ...θ lives until the last is; a sum begun in time is in θ's buffer */
     coord_drop_committed(c);
     journal_close(&c->journal);
     if (c->router) zmq_close(c->router);

@@ -80,8 +80,7 @@ static inline void coord_fixture_open(coord_fixture_t *f, const char *const *ids
  * made them) and removes the directory. */
 static inline void coord_fixture_close(coord_fixture_t *f) {
     coord_t *c = &f->c;
-    coord_intime_drop(c);
-    coord_params_free(c); /* and the task snapshot, if a test sent a task */
+    coord_params_free(c); /* and the task snapshot, if a test sent a task; a sum begun in time is in θ */
     journal_close(&c->journal);
     zmq_close(c->router);
     zmq_ctx_term(f->ctx);

@@ -171,10 +171,11 @@ static int s_stream(s_agg_t *a, int from_journal, int threads, int with_helper) 
     return s_stream_range(a, 0, a->K, from_journal, threads, with_helper);
 }
 
-/* θ_t copied into θ. cycle (the coordinator's path): as coord_aggregate does, into a new
- * buffer, one of the summing process's given back (which drops its pages) and taken again:
- * the helper maps the pages while θ_t is copied in (untimed, as the copy is not part of the
- * sum), and whatever of that is left runs into the timed sum, as in the coordinator. */
+/* θ_t copied into θ (untimed). cycle: into one of the summing process's buffers, given back
+ * (which drops its pages) and taken again, as coord_aggregate's copy path (in_time = off)
+ * does: the helper maps the pages while θ_t is copied in, and whatever of that is left runs
+ * into the timed sum. The default path sums in θ_t's own buffer, whose pages are mapped;
+ * the read pass that follows each copy leaves both with caches as cold. */
 static void s_fresh_theta(s_agg_t *a, int cycle) {
     if (cycle && a->helper && sumproc_give(a->helper, a->theta)) a->theta = sumproc_take(a->helper);
     memcpy(a->theta, a->theta0, a->P * sizeof(float));

@@ -112,7 +112,7 @@ run_b fedavg
 # MLP (1.1M parameters), a run with it and a run on threads only end in the same bits; and
 # killed while round 1 waits for site3, it is noticed when site3's update is summed (in time,
 # or at the close), the rest sums on threads, and the final model is still the same bits.
-# The sum begun as updates arrive ([aggregation] in_time, on by default for this size) ends
+# The sum begun as updates arrive ([aggregation] in_time, on by default) ends
 # in the same bits as a close that sums everything (in_time = off).
 grep -q 'event=sum_process_unused reason="the model has under 2 MiB of parameters"' "$tmp/fedavg-ref/logs/coordinator.log" ||
   fail "B/sum_process: a 2k-parameter model kept its summing process"

@@ -270,6 +270,9 @@ int coord_intime_wanted(const coord_t *c);
 void coord_intime_begin(coord_t *c);
 void coord_intime_add(coord_t *c, size_t k);
 void coord_intime_idle(coord_t *c);
+/* waiting: slot 0's update is in but nothing is summed yet (θ_t still held by ZeroMQ, or a
+ * message was waiting): the poll loop looks again soon rather than at the next message. */
+int coord_intime_waiting(const coord_t *c);
 float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first);
 void coord_intime_drop(coord_t *c);
 void coord_intime_give_up(coord_t *c, const char *why);

@@ -128,6 +128,10 @@ void coord_intime_idle(coord_t *c) {
     c->pre_next = end;
 }
 
+int coord_intime_waiting(const coord_t *c) {
+    return c->pre_on && !c->pre_theta && c->n_updates < c->n_participants && c->pre_update[0] != SIZE_MAX;
+}
+
 float *coord_intime_take(coord_t *c, const float *scale, size_t K, size_t *first) {
     *first = 0;
     if (!c->pre_theta) return NULL;

@@ -381,6 +381,7 @@ double coord_next_timeout(const coord_t *c) {
         double left = c->deadline - cc_now();
         if (left < t) t = left < 0 ? 0 : left;
         if (coord_tasks_queued(c) && t > 0.05) t = 0.05; /* a presumed delivery frees the window */
+        if (coord_intime_waiting(c) && t > 0.05) t = 0.05; /* ZeroMQ may have let go of θ_t since */
     }
     return t;
 }

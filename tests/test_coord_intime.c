@@ -265,9 +265,11 @@ Test(coord_intime, nothing_is_summed_while_a_task_may_still_be_sent, .init = set
     s_arrive(0, s_n_train[0], 1.0f);
     cr_expect_eq(c->pre_next, 0, "θ_t may still be sent: not summed in yet");
     cr_expect_not(c->params_in_time);
+    cr_expect(coord_intime_waiting(c), "the poll loop is told to look again soon");
     memset(c->task_state, 0, c->n_participants); /* TASK_NONE: sent, and ZeroMQ let go of it */
     s_arrive(1, s_n_train[1], 1.0f);
     cr_expect_eq(c->pre_next, 2, "now both are summed");
+    cr_expect_not(coord_intime_waiting(c));
     s_arrive(2, s_n_train[2], 1.0f);
     s_arrive(3, s_n_train[3], 1.0f);
     cr_expect(s_close());
